@@ -1,0 +1,105 @@
+"""Every exception the bridge raises, in one tree.
+
+    BridgeError
+     ├── ConfigError            config.yaml or a connector's settings are invalid
+     ├── MappingError           a mapping file is invalid, or rendering one failed
+     ├── EventDecodeError       an inbound webhook is not a valid call.completed payload
+     ├── UnavailableError       Redis (or the queue on it) cannot be reached right now
+     └── ConnectorError         a connector could not deliver a call
+          ├── RetryableError    transient: try again later (optionally after `retry_after` seconds)
+          │    └── PausedError  the whole connector is paused (quota, circuit open): keep the call queued
+          └── PermanentError    retrying cannot help: dead-letter the call with the reason
+
+Other libraries' exceptions (msgspec, httpx, redis, simple-salesforce, jinja2) are
+translated into these once, at the module that calls the library, with
+``raise ... from exc``. Code above that layer catches only these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BridgeError",
+    "ConfigError",
+    "ConnectorError",
+    "EventDecodeError",
+    "MappingError",
+    "PausedError",
+    "PermanentError",
+    "RetryableError",
+    "UnavailableError",
+]
+
+
+class BridgeError(Exception):
+    """Base class for every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is invalid; the message names the file, key path and reason."""
+
+
+class MappingError(BridgeError):
+    """A mapping file is invalid or failed to render; the message names the file and field."""
+
+
+class EventDecodeError(BridgeError):
+    """An inbound webhook body could not be decoded; `path` locates the problem (e.g. ``$.data.duration_sec``)."""
+
+    def __init__(self, message: str, path: str = "$") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+class UnavailableError(BridgeError):
+    """Redis or the queue is unreachable; the webhook must be refused with 503 so the sender retries."""
+
+
+class ConnectorError(BridgeError):
+    """A connector failed to deliver a call.
+
+    `status` is the CRM's HTTP status when there was one, `code` the CRM's own
+    error code (e.g. ``INVALID_FIELD``, ``VALIDATION_ERROR``), and `details`
+    anything else an admin needs to see in the dead letter (a correlation id).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.details = details or {}
+
+    def describe(self) -> str:
+        """One line for logs and dead letters: ``HTTP 400 INVALID_FIELD: No such column…``."""
+        parts = []
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code:
+            parts.append(self.code)
+        prefix = " ".join(parts)
+        extra = "".join(f" ({k}={v})" for k, v in self.details.items())
+        return f"{prefix}: {self.message}{extra}" if prefix else f"{self.message}{extra}"
+
+
+class RetryableError(ConnectorError):
+    """A transient failure (timeout, connection reset, 429, 5xx); `retry_after` is in seconds when the CRM said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class PausedError(RetryableError):
+    """The connector as a whole must wait (daily quota, open circuit); the call stays queued, untouched."""
+
+
+class PermanentError(ConnectorError):
+    """Retrying cannot help (validation error, bad credentials): the call goes to the dead-letter list."""

@@ -1,0 +1,82 @@
+"""HTTP plumbing shared by connectors: error translation and quick in-call retries.
+
+`translate_transport_errors()` is the one place httpx's exceptions become the
+bridge's (a timeout or reset is retryable). `retrying(delivery)` runs a
+function with tenacity: a RetryableError is retried a few times in-call,
+honouring the CRM's Retry-After when it is short, and otherwise handed back
+to the queue, whose backoff spans hours; a PausedError is never retried
+in-call, since the whole connector is waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from bridge.errors import PausedError, RetryableError
+from bridge.settings import DeliverySettings
+
+__all__ = ["RETRYABLE_STATUSES", "parse_retry_after", "retrying", "translate_transport_errors"]
+
+T = TypeVar("T")
+
+RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After in seconds, from delta-seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+@contextmanager
+def translate_transport_errors(what: str) -> Iterator[None]:
+    """httpx transport failures → RetryableError naming the destination (never the URL's secrets)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise RetryableError(f"{what}: connection failed ({type(exc).__name__}: {exc})") from exc
+
+
+def retrying(delivery: DeliverySettings, fn: Callable[[], T]) -> T:
+    """Call `fn`, retrying RetryableErrors in-call per `delivery`; re-raise the last error otherwise."""
+
+    def should_retry(exc: BaseException) -> bool:
+        if not isinstance(exc, RetryableError) or isinstance(exc, PausedError):
+            return False
+        return exc.retry_after is None or exc.retry_after <= delivery.http_max_wait_seconds
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return exc.retry_after
+        return backoff(state)
+
+    backoff = wait_exponential_jitter(initial=0.5, max=delivery.http_max_wait_seconds, jitter=0.5)
+    retryer = Retrying(
+        retry=retry_if_exception(should_retry),
+        stop=stop_after_attempt(delivery.http_attempts),
+        wait=wait,
+        reraise=True,
+    )
+    return retryer(fn)

@@ -1,0 +1,65 @@
+"""Every Redis key and queue name the bridge uses, in one place.
+
+All keys start with the configured prefix (default ``agni``) so one Redis can
+serve several bridges, and so an operator can find everything with one SCAN.
+
+    {p}:dedupe:{call}        claim: this call was accepted (TTL = dedupe window)
+    {p}:call:{call}          the webhook body as received (TTL = retention)
+    {p}:done:{call}          hash connector -> result JSON: delivered, never write again
+    {p}:lock:{conn}:{call}   held while one worker delivers (stops two redeliveries racing)
+    {p}:log:{call}           the call's delivery history (list of JSON events)
+    {p}:dlq:{conn}           hash entry id -> dead letter JSON
+    {p}:dramatiq:*           Dramatiq's queues (one queue per connector: deliver.{conn})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ACTOR_NAME", "Keys"]
+
+ACTOR_NAME = "deliver_call"
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "agni"
+
+    def dedupe(self, call_id: str) -> str:
+        return f"{self.prefix}:dedupe:{call_id}"
+
+    def payload(self, call_id: str) -> str:
+        return f"{self.prefix}:call:{call_id}"
+
+    def done(self, call_id: str) -> str:
+        return f"{self.prefix}:done:{call_id}"
+
+    def lock(self, connector: str, call_id: str) -> str:
+        return f"{self.prefix}:lock:{connector}:{call_id}"
+
+    def log(self, call_id: str) -> str:
+        return f"{self.prefix}:log:{call_id}"
+
+    def dlq(self, connector: str) -> str:
+        return f"{self.prefix}:dlq:{connector}"
+
+    def metrics(self, name: str) -> str:
+        return f"{self.prefix}:metrics:{name}"
+
+    @property
+    def namespace(self) -> str:
+        """Dramatiq's namespace on this Redis."""
+        return f"{self.prefix}:dramatiq"
+
+    @staticmethod
+    def queue(connector: str) -> str:
+        """The Dramatiq queue of one connector: each connector retries and backs off on its own."""
+        return f"deliver.{connector}"
+
+    def queue_list(self, queue: str) -> str:
+        """Dramatiq's Redis list of message ids for a queue (its layout: `{namespace}:{queue}`)."""
+        return f"{self.namespace}:{queue}"
+
+    def queue_messages(self, queue: str) -> str:
+        """Dramatiq's hash of message id -> encoded message for a queue."""
+        return f"{self.namespace}:{queue}.msgs"

@@ -1,0 +1,133 @@
+"""One delivery job: (call, connector) → mapped record → connector → CRM, recorded either way.
+
+Plain synchronous code with its I/O passed in, so it runs the same in a
+Dramatiq worker thread and in a test. The Dramatiq actor (:mod:`bridge.jobs`)
+only translates what this raises into retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from bridge.connector import Connector, Delivery, DeliveryResult
+from bridge.errors import ConnectorError, EventDecodeError, MappingError, PermanentError, RetryableError
+from bridge.events import decode_envelope
+from bridge.logs import call_scope
+from bridge.mapping import render_context
+from bridge.metrics import DeliveryRecorder
+from bridge.store import CallStore
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger("bridge.pipeline")
+
+
+@dataclass
+class Pipeline:
+    store: CallStore
+    connectors: dict[str, Connector]
+    recorder: DeliveryRecorder
+    lock_seconds: float = 300.0
+
+    def run(self, call_id: str, connector_name: str, attempt: int = 1) -> DeliveryResult | None:
+        """Deliver one call to one connector; None when it was already delivered (a redelivered job)."""
+        with call_scope(call_id, connector_name):
+            connector = self.connectors.get(connector_name)
+            if connector is None:
+                raise PermanentError(f"connector {connector_name!r} is not configured (or disabled) on this worker")
+            if self.store.done(call_id, connector_name) is not None:
+                log.info("already delivered; skipping the redelivered job")
+                return None
+            delivery = self._prepare(call_id, connector, attempt)
+            started = time.monotonic()
+            with self.store.lock(call_id, connector_name, self.lock_seconds):
+                if self.store.done(call_id, connector_name) is not None:
+                    return None
+                result = connector.deliver(delivery)
+            outcome = "skipped" if result.skipped else "delivered"
+            event = {
+                "type": "attempt",
+                "connector": connector_name,
+                "attempt": attempt,
+                "outcome": outcome,
+                "records": result.records,
+                "match": result.match,
+                "notes": result.notes,
+                "skipped": result.skipped,
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                **self._mapping_info(connector),
+            }
+            self.store.mark_done(call_id, connector_name, {"outcome": outcome, "records": result.records}, event)
+            received = self.store.received_at(call_id)
+            self.recorder.record(connector_name, outcome, time.time() - received if received else None)
+            log.info("%s %s", outcome, result.skipped or _describe_records(result.records))
+            return result
+
+    def _prepare(self, call_id: str, connector: Connector, attempt: int) -> Delivery:
+        body = self.store.payload(call_id)
+        if body is None:
+            raise PermanentError("the stored webhook has expired (older than retention_days); re-send or backfill it")
+        try:
+            envelope = decode_envelope(body)
+            call = msgspec.json.decode(envelope.data)
+        except (EventDecodeError, msgspec.DecodeError) as exc:
+            raise PermanentError(f"stored webhook cannot be decoded: {exc}") from exc
+        context = render_context(call=call, event=envelope.event, org_id=envelope.org_id, connector=connector.name)
+        record = connector.mapping.render(context) if connector.mapping is not None else None
+        return Delivery(
+            call_session_id=call_id,
+            connector=connector.name,
+            event=envelope.event,
+            org_id=envelope.org_id,
+            call=call,
+            raw_body=body,
+            record=record,
+            context=context,
+            attempt=attempt,
+        )
+
+    def failed(self, call_id: str, connector_name: str, exc: Exception, *, attempt: int, final: bool) -> None:
+        """Record a failed attempt; `final` makes it a dead letter (permanent error or retries exhausted)."""
+        with call_scope(call_id, connector_name):
+            error = _error_fields(exc)
+            event = {
+                "type": "attempt",
+                "connector": connector_name,
+                "attempt": attempt,
+                "outcome": "dead" if final else "retry",
+                **error,
+                **self._mapping_info(self.connectors.get(connector_name)),
+            }
+            if final:
+                self.store.dead_letter(connector_name, call_id, {"attempts": attempt, **error}, event)
+                self.recorder.record(connector_name, "dead", None)
+                log.error("dead letter after %d attempt(s): %s", attempt, error["error"])
+            else:
+                self.store.append(call_id, event)
+                self.recorder.record(connector_name, "retry", None)
+                log.warning("attempt %d failed, will retry: %s", attempt, error["error"])
+
+    @staticmethod
+    def _mapping_info(connector: Connector | None) -> dict[str, Any]:
+        mapping = connector.mapping if connector is not None else None
+        return {"mapping": mapping.name, "mapping_digest": mapping.digest} if mapping is not None else {}
+
+
+def _error_fields(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, ConnectorError):
+        fields: dict[str, Any] = {"error": exc.describe(), "status": exc.status, "code": exc.code}
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            fields["retry_after"] = exc.retry_after
+        return fields
+    if isinstance(exc, MappingError):
+        return {"error": str(exc), "code": "MAPPING_ERROR"}
+    return {"error": f"{type(exc).__name__}: {exc}", "code": "UNEXPECTED"}
+
+
+def _describe_records(records: dict[str, str]) -> str:
+    return ", ".join(f"{kind} {rid}" for kind, rid in records.items()) or "(no record ids)"

@@ -1,0 +1,117 @@
+"""The worker process: builds the runtime (Redis, broker, connectors, pipeline) and runs Dramatiq.
+
+The broker is configured deliberately rather than with Dramatiq's defaults: a
+dead worker's messages come back after `worker.heartbeat_timeout_seconds`
+(default 30 s, not 60 s), consumers sweep for them far more often than
+Dramatiq's one-in-a-thousand, and SIGTERM gives in-flight deliveries
+`worker.shutdown_timeout_seconds` to finish while prefetched messages go back
+to the queue. Each connector has its own queue, so one CRM's backlog or
+backoff never delays the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from types import FrameType
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Retries
+
+from bridge.connector import Connector, Services
+from bridge.jobs import DeadLetters, build_actor
+from bridge.keys import Keys
+from bridge.mapping import MappingLoader
+from bridge.metrics import DeliveryRecorder
+from bridge.pipeline import Pipeline
+from bridge.registry import build_connectors
+from bridge.settings import Settings
+from bridge.store import CallStore
+
+__all__ = ["WorkerRuntime", "run_worker"]
+
+log = logging.getLogger("bridge.worker")
+DAY = 86400
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    client: redis.Redis
+    keys: Keys
+    store: CallStore
+    connectors: dict[str, Connector]
+    pipeline: Pipeline
+    broker: RedisBroker
+
+    @classmethod
+    def build(cls, settings: Settings, redis_url: str) -> WorkerRuntime:
+        client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        keys = Keys(settings.redis.prefix)
+        store = CallStore(client, keys, retention_seconds=settings.retention_days * DAY)
+        services = Services(
+            redis=client,
+            prefix=settings.redis.prefix,
+            delivery=settings.delivery,
+            resolve_path=settings.resolve,
+        )
+        loader = MappingLoader(settings.resolve(settings.mappings_dir))
+        connectors = build_connectors(settings, services, loader)
+        pipeline = Pipeline(
+            store=store,
+            connectors=connectors,
+            recorder=DeliveryRecorder(client, keys),
+            lock_seconds=settings.delivery.job_time_limit_seconds + 30,
+        )
+        worker = settings.worker
+        broker = RedisBroker(
+            client=client,
+            namespace=keys.namespace,
+            heartbeat_timeout=int(worker.heartbeat_timeout_seconds * 1000),
+            maintenance_chance=worker.maintenance_chance,
+        )
+        broker.add_middleware(CurrentMessage())
+        broker.add_middleware(DeadLetters(pipeline), after=Retries)
+        build_actor(broker, pipeline, settings.delivery)
+        for name in connectors:
+            broker.declare_queue(keys.queue(name))
+        return cls(settings, client, keys, store, connectors, pipeline, broker)
+
+    def close(self) -> None:
+        for connector in self.connectors.values():
+            try:
+                connector.close()
+            except Exception:
+                log.exception("closing connector %s failed", connector.name)
+        self.broker.close()
+
+
+def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
+    runtime = WorkerRuntime.build(settings, redis_url)
+    stop = stop or threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; finishing in-flight deliveries", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=settings.worker.threads, worker_timeout=500)
+    worker.start()
+    log.info(
+        "worker started: %d thread(s), connectors: %s",
+        settings.worker.threads,
+        ", ".join(runtime.connectors) or "none",
+    )
+    try:
+        stop.wait()
+    finally:
+        worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
+        runtime.close()
+        log.info("worker stopped")
