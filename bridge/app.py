@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
+from litestar.params import RawBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.errors import UnavailableError
@@ -40,7 +41,7 @@ def _json(status_code: int, body: object, headers: dict[str, str] | None = None)
 
 
 @post("/webhooks/agni", status_code=200)
-async def agni_webhook(request: Request, body: bytes) -> Response[bytes]:
+async def agni_webhook(request: Request, body: RawBody) -> Response[bytes]:
     state = request.app.state
     intake: WebhookIntake = state.intake
     client = request.client

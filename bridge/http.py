@@ -72,7 +72,7 @@ def retrying(delivery: DeliverySettings, fn: Callable[[], T]) -> T:
             return exc.retry_after
         return backoff(state)
 
-    backoff = wait_exponential_jitter(initial=0.5, max=delivery.http_max_wait_seconds, jitter=0.5)
+    backoff = wait_exponential_jitter(multiplier=0.5, max=delivery.http_max_wait_seconds, jitter=0.5)
     retryer = Retrying(
         retry=retry_if_exception(should_retry),
         stop=stop_after_attempt(delivery.http_attempts),

@@ -47,9 +47,13 @@ class Router:
             if route.when.strip():
                 source = route.when
                 match = _SINGLE_EXPRESSION.match(source)
-                expression = match.group(1) if match and "{{" not in match.group(1) else None
                 try:
-                    condition = env.compile_expression(expression) if expression else env.from_string(source)
+                    if match and "{{" not in match.group(1):
+                        condition = env.compile_expression(match.group(1))
+                    elif "{{" in source or "{%" in source:
+                        condition = env.from_string(source)
+                    else:
+                        condition = env.compile_expression(source)
                 except TemplateError as exc:
                     raise ConfigError(f"{settings.config_path}: routes[{i}].when: {exc}") from exc
             targets = tuple(name for name in route.connectors if name in enabled)

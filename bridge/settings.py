@@ -189,19 +189,14 @@ def format_validation_error(exc: msgspec.ValidationError, root: str = "$") -> st
     """msgspec says "Expected `int`, got `str` - at `$.server.port`"; we say "server.port: Expected `int`…"."""
     message = str(exc)
     match = re.search(r" - at `\$(.*)`$", message)
-    if not match:
-        return f"{_display_path(root)}: {message}" if root != "$" else message
-    reason = message[: match.start()]
-    key = _display_path(root + match.group(1))
-    # msgspec names a missing key in the message and locates its parent; make it one path.
-    missing = re.match(r"Object missing required field `([^`]+)`", reason)
-    if missing:
-        key = f"{key}.{missing.group(1)}" if key else missing.group(1)
-        reason = "required key is missing"
-    unknown = re.match(r"Object contains unknown field `([^`]+)`", reason)
-    if unknown:
-        key = f"{key}.{unknown.group(1)}" if key else unknown.group(1)
-        reason = "unknown key (check the spelling against config.example.yaml)"
+    reason = message[: match.start()] if match else message
+    key = _display_path(root + (match.group(1) if match else ""))
+    # msgspec names a missing or unknown key in the message and locates its parent; make it one path.
+    named = re.match(r"Object (missing required|contains unknown) field `([^`]+)`", reason)
+    if named:
+        key = f"{key}.{named.group(2)}" if key else named.group(2)
+        missing = named.group(1).startswith("missing")
+        reason = "required key is missing" if missing else "unknown key (check the spelling against config.example.yaml)"
     return f"{key}: {reason}" if key else reason
 
 

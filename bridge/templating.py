@@ -27,7 +27,7 @@ from typing import Any
 import phonenumbers
 from jinja2 import ChainableUndefined, pass_context
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 from markupsafe import Markup, escape
 
 __all__ = ["TRUNCATION_MARKER", "SandboxEnvironment", "call_direction", "make_environment", "truncate"]
@@ -68,7 +68,7 @@ def make_environment() -> SandboxEnvironment:
         keep_trailing_newline=False,
     )
     # Only harmless globals: no cycler/joiner/namespace/lipsum objects to poke at.
-    env.globals = {"range": range, "dict": dict}
+    env.globals = {"range": safe_range, "dict": dict}  # safe_range caps at 100,000 items
     env.filters.update(FILTERS)
     return env
 

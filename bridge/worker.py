@@ -75,7 +75,8 @@ class WorkerRuntime:
             maintenance_chance=worker.maintenance_chance,
         )
         broker.add_middleware(CurrentMessage())
-        broker.add_middleware(DeadLetters(pipeline), after=Retries)
+        # `after_*` hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
+        broker.add_middleware(DeadLetters(pipeline), before=Retries)
         build_actor(broker, pipeline, settings.delivery)
         for name in connectors:
             broker.declare_queue(keys.queue(name))

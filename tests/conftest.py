@@ -1,0 +1,199 @@
+"""Shared fixtures: a real redis-server for the session, real workers, real HTTP fakes.
+
+Nothing here mocks the bridge's own code. The session starts its own Redis
+(through the same EmbeddedRedis the product uses) on a free port, so the
+machine's Redis on 6379 is never touched; each test gets a clean database.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from bridge.embedded_redis import EmbeddedRedis
+from bridge.settings import Settings
+from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "call_completed.json"
+ORG_ID = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak", action="store_true", help="run the long soak/fault variants")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="soak run: use --soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
+# -- payloads ------------------------------------------------------------------------
+
+
+def example_payload(**data_overrides: Any) -> dict[str, Any]:
+    payload = json.loads(EXAMPLE.read_text())
+    payload["data"].update(data_overrides)
+    return payload
+
+
+def payload_bytes(**data_overrides: Any) -> bytes:
+    return json.dumps(example_payload(**data_overrides)).encode()
+
+
+# -- waiting -------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = "") -> Any:
+    """Poll until `predicate()` is truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+# -- Redis ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+# -- settings ------------------------------------------------------------------------
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test: fast retries, files under tmp_path, the repo's mappings."""
+    tree: dict[str, Any] = {
+        "agni": {"org_ids": [ORG_ID]},
+        "data_dir": str(tmp_path / "var"),
+        "mappings_dir": str(ROOT / "mappings"),
+        "delivery": {
+            "min_backoff_seconds": 0.05,
+            "max_backoff_seconds": 0.2,
+            "max_retries": 5,
+            "http_attempts": 1,
+            "timeout_seconds": 5,
+        },
+        "worker": {"threads": 4, "shutdown_timeout_seconds": 5, "heartbeat_timeout_seconds": 5},
+        "connectors": {},
+        "config_path": str(tmp_path / "config.yaml"),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict) and key != "connectors":
+            tree[key] = {**tree[key], **value}
+        else:
+            tree[key] = value
+    return msgspec.convert(tree, type=Settings)
+
+
+@contextmanager
+def running_worker(settings: Settings, url: str) -> Iterator[None]:
+    """A real Dramatiq worker (threads, real Redis broker) for the duration of the block."""
+    from bridge.worker import run_worker
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run_worker(settings, url, stop=stop)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="test-worker", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+        if errors:
+            raise errors[0]
+
+
+# -- a webhook receiver ----------------------------------------------------------------
+
+
+class Sink(FakeServer):
+    """Records every request; answers 200 unless a fault says otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[FakeRequest] = []
+
+    def handle(self, request: FakeRequest) -> FakeResponse:
+        with self.lock:
+            self.received.append(request)
+        return FakeResponse.json(200, {"ok": True})
+
+    def bodies(self) -> list[Any]:
+        with self.lock:
+            return [r.json() for r in self.received]
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    server = Sink().start()
+    yield server
+    server.stop()
+
+
+# -- the API, served for real ------------------------------------------------------------
+
+
+@contextmanager
+def running_api(settings: Settings, url: str) -> Iterator[str]:
+    """The Litestar app under uvicorn on a free port, in a thread; yields its base URL."""
+    import uvicorn
+
+    from bridge.app import create_app
+    from bridge.embedded_redis import free_port
+
+    port = free_port()
+    config = uvicorn.Config(create_app(settings, redis_url=url), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=10, message="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
