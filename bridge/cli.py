@@ -163,6 +163,29 @@ def preview(ctx: click.Context, payload: Path, connector_names: tuple[str, ...])
     click.echo(json.dumps(previews, indent=2, ensure_ascii=False, default=_default))
 
 
+@main.command()
+@click.option("--connector", "connector_names", multiple=True, help="Only this connector (repeatable).")
+@click.pass_context
+def setup(ctx: click.Context, connector_names: tuple[str, ...]) -> None:
+    """Prepare each destination once (idempotent): e.g. create HubSpot's call-id property."""
+    from bridge.connector import Services
+    from bridge.mapping import MappingLoader
+    from bridge.registry import build_connectors
+
+    settings = _load(ctx)
+    configure_logging(settings.logging.level, settings.logging.format)
+    services = Services(prefix=settings.redis.prefix, delivery=settings.delivery, resolve_path=settings.resolve)
+    loader = MappingLoader(settings.resolve(settings.mappings_dir))
+    try:
+        connectors = build_connectors(settings, services, loader, names=list(connector_names) or None)
+        for name, connector in connectors.items():
+            for line in connector.setup() or ["nothing to set up"]:
+                click.echo(f"{name}: {line}")
+            connector.close()
+    except BridgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _default(value: Any) -> Any:
     return str(value)
 

@@ -130,6 +130,11 @@ class Connector(abc.ABC):
         """Offline problems with the settings, beyond types (e.g. a key file that does not exist). No network."""
         return []
 
+    def setup(self) -> list[str]:
+        """One-time, idempotent preparation of the destination (`agni-bridge setup`), e.g. creating the
+        custom property that holds call_session_id. Returns what it did or found, one line each."""
+        return []
+
     @abc.abstractmethod
     def deliver(self, delivery: Delivery) -> DeliveryResult:
         """Write the call to the destination, idempotently on `delivery.call_session_id`."""

@@ -196,7 +196,9 @@ def format_validation_error(exc: msgspec.ValidationError, root: str = "$") -> st
     if named:
         key = f"{key}.{named.group(2)}" if key else named.group(2)
         missing = named.group(1).startswith("missing")
-        reason = "required key is missing" if missing else "unknown key (check the spelling against config.example.yaml)"
+        reason = (
+            "required key is missing" if missing else "unknown key (check the spelling against config.example.yaml)"
+        )
     return f"{key}: {reason}" if key else reason
 
 
