@@ -9,6 +9,7 @@
           ├── RetryableError    transient: try again later (optionally after `retry_after` seconds)
           │    └── PausedError  the whole connector is paused (quota, circuit open): keep the call queued
           └── PermanentError    retrying cannot help: dead-letter the call with the reason
+               └── UnsafeURLError   a URL from a payload was refused (not https, not allowed, private address)
 
 Other libraries' exceptions (msgspec, httpx, redis, simple-salesforce, jinja2) are
 translated into these once, at the module that calls the library, with
@@ -27,6 +28,7 @@ __all__ = [
     "PermanentError",
     "RetryableError",
     "UnavailableError",
+    "UnsafeURLError",
 ]
 
 
@@ -103,3 +105,7 @@ class PausedError(RetryableError):
 
 class PermanentError(ConnectorError):
     """Retrying cannot help (validation error, bad credentials): the call goes to the dead-letter list."""
+
+
+class UnsafeURLError(PermanentError):
+    """A URL taken from a payload was refused by the fetch policy (scheme, host allowlist, address, size)."""
