@@ -7,7 +7,8 @@
      ├── UnavailableError       Redis (or the queue on it) cannot be reached right now
      └── ConnectorError         a connector could not deliver a call
           ├── RetryableError    transient: try again later (optionally after `retry_after` seconds)
-          │    └── PausedError  the whole connector is paused (quota, circuit open): keep the call queued
+          │    └── DeferredError      not an attempt: try later without using up a retry (call busy elsewhere)
+          │         └── PausedError   the whole connector must wait (quota, open circuit): calls stay queued
           └── PermanentError    retrying cannot help: dead-letter the call with the reason
                └── UnsafeURLError   a URL from a payload was refused (not https, not allowed, private address)
 
@@ -22,6 +23,7 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "ConnectorError",
+    "DeferredError",
     "EventDecodeError",
     "MappingError",
     "PausedError",
@@ -99,8 +101,12 @@ class RetryableError(ConnectorError):
         self.retry_after = retry_after
 
 
-class PausedError(RetryableError):
-    """The connector as a whole must wait (daily quota, open circuit); the call stays queued, untouched."""
+class DeferredError(RetryableError):
+    """Try again after `retry_after` seconds without counting an attempt (e.g. another worker holds the call)."""
+
+
+class PausedError(DeferredError):
+    """The connector as a whole must wait (daily quota, open circuit); its calls stay queued, retries untouched."""
 
 
 class PermanentError(ConnectorError):

@@ -31,8 +31,8 @@ from bridge.keys import ACTOR_NAME, Keys
 __all__ = ["IngestResult", "Ingestor"]
 
 _SCRIPT = """
--- KEYS: 1 dedupe, 2 payload, 3 log, 4 done, then (queue list, queue msgs) per connector
--- ARGV: 1 force, 2 dedupe ttl, 3 retention, 4 payload, 5 claim value, 6 log entry,
+-- KEYS: 1 dedupe, 2 payload, 3 log, 4 done, 5 index, then (queue list, queue msgs) per connector
+-- ARGV: 1 force, 2 dedupe ttl, 3 retention, 4 payload, 5 now ms (the claim value), 6 log entry,
 --       then (connector, message id, message data) per connector
 if ARGV[1] == '1' then
   redis.call('set', KEYS[1], ARGV[5], 'EX', ARGV[2])
@@ -42,12 +42,14 @@ end
 redis.call('set', KEYS[2], ARGV[4], 'EX', ARGV[3])
 redis.call('rpush', KEYS[3], ARGV[6])
 redis.call('expire', KEYS[3], ARGV[3])
-local n = (#KEYS - 4) / 2
+redis.call('zadd', KEYS[5], ARGV[5], ARGV[7])
+redis.call('zremrangebyscore', KEYS[5], '-inf', '(' .. (tonumber(ARGV[5]) - 1000 * tonumber(ARGV[3])))
+local n = (#KEYS - 5) / 2
 for i = 1, n do
-  local base = 6 + 3 * (i - 1)
+  local base = 7 + 3 * (i - 1)
   if ARGV[1] == '1' then redis.call('hdel', KEYS[4], ARGV[base + 1]) end
-  redis.call('hset', KEYS[4 + 2 * i], ARGV[base + 2], ARGV[base + 3])
-  redis.call('rpush', KEYS[3 + 2 * i], ARGV[base + 2])
+  redis.call('hset', KEYS[5 + 2 * i], ARGV[base + 2], ARGV[base + 3])
+  redis.call('rpush', KEYS[4 + 2 * i], ARGV[base + 2])
 end
 return 1
 """
@@ -76,9 +78,9 @@ class Ingestor:
     ) -> tuple[list[str], list[Any]]:
         keys = self.keys
         now_ms = int(time.time() * 1000)
-        key_list = [keys.dedupe(call_id), keys.payload(call_id), keys.log(call_id), keys.done(call_id)]
+        key_list = [keys.dedupe(call_id), keys.payload(call_id), keys.log(call_id), keys.done(call_id), keys.index]
         argv: list[Any] = ["1" if force else "0", self._dedupe_ttl, self._retention, body, str(now_ms)]
-        argv.append(_encode({"t": now_ms, **log_entry}))
+        argv += [_encode({"t": now_ms, **log_entry}), call_id]
         for connector in connectors:
             queue = keys.queue(connector)
             redis_id = str(uuid.uuid4())

@@ -8,6 +8,8 @@ serve several bridges, and so an operator can find everything with one SCAN.
     {p}:done:{call}          hash connector -> result JSON: delivered, never write again
     {p}:lock:{conn}:{call}   held while one worker delivers (stops two redeliveries racing)
     {p}:log:{call}           the call's delivery history (list of JSON events)
+    {p}:calls                sorted set of call ids by time received (for `calls list`)
+    {p}:circuit:{conn}       a connector's circuit breaker (consecutive failures, open-until)
     {p}:dlq:{conn}           hash entry id -> dead letter JSON
     {p}:dramatiq:*           Dramatiq's queues (one queue per connector: deliver.{conn})
 """
@@ -39,6 +41,13 @@ class Keys:
 
     def log(self, call_id: str) -> str:
         return f"{self.prefix}:log:{call_id}"
+
+    @property
+    def index(self) -> str:
+        return f"{self.prefix}:calls"
+
+    def circuit(self, connector: str) -> str:
+        return f"{self.prefix}:circuit:{connector}"
 
     def dlq(self, connector: str) -> str:
         return f"{self.prefix}:dlq:{connector}"

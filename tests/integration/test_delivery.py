@@ -88,15 +88,19 @@ def test_a_write_that_landed_before_a_timeout_is_not_repeated_by_a_redelivered_j
     with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
         httpx.post(f"{base}/webhooks/agni", content=payload_bytes(call_session_id="once"), headers=JSON)
         wait_for(lambda: sink.received, timeout=15)
-        # Re-enqueue the same job directly, as Dramatiq's redelivery would.
-        from bridge.ingest import Ingestor
+        # Enqueue the same job again through Dramatiq's own broker, as a redelivery would.
+        import dramatiq
+        from dramatiq.brokers.redis import RedisBroker
 
-        ingestor = Ingestor(redis_client, Keys(), dedupe_ttl_seconds=60, retention_seconds=60)
-        keys, argv = ingestor._arguments("once", payload_bytes(call_session_id="once"), ("fwd",), {"type": "t"}, False)
-        message_id, data = argv[-2], argv[-1]
-        redis_client.hset(keys[5], message_id, data)
-        redis_client.rpush(keys[4], message_id)
-        wait_for(lambda: redis_client.llen(keys[4]) == 0 and not redis_client.hexists(keys[5], message_id), timeout=10)
+        from bridge.keys import ACTOR_NAME
+
+        keys = Keys()
+        broker = RedisBroker(client=redis_client, namespace=keys.namespace)
+        queue = keys.queue("fwd")
+        broker.enqueue(
+            dramatiq.Message(queue_name=queue, actor_name=ACTOR_NAME, args=("once", "fwd"), kwargs={}, options={})
+        )
+        wait_for(lambda: redis_client.hlen(keys.queue_messages(queue)) == 0, timeout=10, message="the job to run")
     assert len(sink.received) == 1
 
 
