@@ -8,6 +8,7 @@ it, and the error tree, onto HTTP.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from litestar.exceptions import HTTPException
 from litestar.params import RawBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.calls import STATUSES, CallLog, parse_since
 from bridge.errors import UnavailableError
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
@@ -76,6 +78,50 @@ def metrics(request: Request) -> Response[bytes]:
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
 
 
+def _admin_guard(request: Request) -> Response[bytes] | None:
+    """The admin API is off without `admin.token` (404), and needs `Authorization: Bearer <token>` (401)."""
+    token: bytes = request.app.state.admin_token
+    if not token:
+        return _json(404, {"status": "error", "error": "the admin API is disabled (set admin.token)"})
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
+    if not hmac.compare_digest(presented, token):
+        return _json(401, {"status": "unauthorized", "error": "missing or wrong admin token"})
+    return None
+
+
+@get("/admin/calls/{call_id:str}", sync_to_thread=True)
+def admin_call(request: Request, call_id: str) -> Response[bytes]:
+    refused = _admin_guard(request)
+    if refused is not None:
+        return refused
+    report = request.app.state.call_log.report(call_id)
+    if report is None:
+        return _json(404, {"status": "error", "error": f"no record of call {call_id}"})
+    return _json(200, report.to_dict())
+
+
+@get("/admin/calls", sync_to_thread=True)
+def admin_calls(request: Request) -> Response[bytes]:
+    """?status=&connector=&since=2h&limit=100"""
+    refused = _admin_guard(request)
+    if refused is not None:
+        return refused
+    query = request.query_params
+    status, since = query.get("status"), query.get("since")
+    try:
+        window = parse_since(since) if since else None
+        limit = max(1, min(int(query.get("limit", 100)), 1000))
+    except ValueError as exc:
+        return _json(400, {"status": "invalid", "error": str(exc)})
+    if status is not None and status not in STATUSES:
+        return _json(400, {"status": "invalid", "error": f"status must be one of {', '.join(STATUSES)}"})
+    reports = request.app.state.call_log.list(
+        status=status, connector=query.get("connector"), since_seconds=window, limit=limit
+    )
+    return _json(200, {"calls": [r.to_dict(history=False) for r in reports]})
+
+
 def _unavailable(request: Request, exc: UnavailableError) -> Response[bytes]:
     request.app.state.metrics.webhooks.labels("unavailable").inc()
     return _json(503, {"status": "unavailable", "error": str(exc)}, {"retry-after": "5"})
@@ -118,6 +164,8 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
             ingestor=ingestor, router=router, org_ids=settings.agni.org_ids, token=settings.agni.token
         )
         app.state.metrics = ApiMetrics(sync_client, keys, settings.enabled_connectors())
+        app.state.call_log = CallLog(sync_client, keys)
+        app.state.admin_token = settings.admin.token.encode()
         try:
             yield
         finally:
@@ -125,7 +173,7 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
             sync_client.close()
 
     return Litestar(
-        route_handlers=[agni_webhook, healthz, readyz, metrics],
+        route_handlers=[agni_webhook, healthz, readyz, metrics, admin_call, admin_calls],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         exception_handlers={

@@ -5,6 +5,11 @@
     worker     delivery workers only (scale-out)
     check      validate config, mappings and connector settings offline; exit 1 on any problem
     preview    print what each connector would write for a payload; no network
+    setup      prepare destinations once (e.g. HubSpot's call-id property)
+    calls      show / list: what happened to a call, and which calls failed
+    dlq        list / show / replay / purge dead letters
+    replay     deliver a stored call again (after a mapping fix)
+    backfill   push historical payloads (JSON lines) through the normal path
 
 `--config` defaults to ./config.yaml, then ./config.example.yaml.
 """
@@ -33,8 +38,11 @@ def _load(ctx: click.Context) -> Settings:
         raise click.ClickException(str(exc)) from exc
 
 
-def _redis_url(settings: Settings) -> str:
+def _redis_url(settings: Settings, *, embedded_ok: bool = False) -> str:
     url = os.environ.get("AGNI_BRIDGE_REDIS_URL") or settings.redis.url
+    url_file = settings.resolve(settings.data_dir) / "redis" / "url"
+    if not url and embedded_ok and url_file.exists():
+        url = url_file.read_text().strip()  # the embedded Redis of a running `agni-bridge run`
     if not url:
         raise click.ClickException(
             "redis.url is empty: `api` and `worker` need a shared Redis (or use `agni-bridge run`, "
@@ -184,6 +192,180 @@ def setup(ctx: click.Context, connector_names: tuple[str, ...]) -> None:
             connector.close()
     except BridgeError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+# -- admin commands ---------------------------------------------------------------------
+
+
+def _admin(ctx: click.Context) -> Any:
+    """Settings, a Redis client and the operations object, for the admin commands."""
+    import redis
+
+    from bridge.ingest import Ingestor
+    from bridge.keys import Keys
+    from bridge.replay import Operations
+    from bridge.routing import Router
+    from bridge.webhook import WebhookIntake
+
+    settings = _load(ctx)
+    client = redis.Redis.from_url(_redis_url(settings, embedded_ok=True), socket_timeout=10)
+    keys = Keys(settings.redis.prefix)
+    ingestor = Ingestor(
+        client,
+        keys,
+        dedupe_ttl_seconds=settings.dedupe_ttl_days * 86400,
+        retention_seconds=settings.retention_days * 86400,
+    )
+    intake = WebhookIntake(ingestor=ingestor, router=Router(settings), org_ids=settings.agni.org_ids, token="")
+    return settings, client, keys, Operations(client, keys, intake, ingestor, settings.enabled_connectors())
+
+
+@main.group()
+def calls() -> None:
+    """What happened to a call: its route, every attempt per connector, records written, dead letters."""
+
+
+@calls.command("show")
+@click.argument("call_session_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def calls_show(ctx: click.Context, call_session_id: str, as_json: bool) -> None:
+    from bridge.calls import CallLog
+    from bridge.report import render_report
+
+    _, client, keys, _ = _admin(ctx)
+    report = CallLog(client, keys).report(call_session_id)
+    if report is None:
+        raise click.ClickException(f"no record of call {call_session_id} (never received, or older than retention)")
+    click.echo(json.dumps(report.to_dict(), indent=2, default=_default) if as_json else render_report(report))
+
+
+@calls.command("list")
+@click.option("--status", type=click.Choice(["delivered", "skipped", "failed", "dead", "pending", "unrouted"]))
+@click.option("--connector", default=None)
+@click.option("--since", default=None, help="Only calls received within this long, e.g. 30m, 2h, 7d.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def calls_list(
+    ctx: click.Context, status: str | None, connector: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    from bridge.calls import CallLog, parse_since
+    from bridge.report import render_list
+
+    _, client, keys, _ = _admin(ctx)
+    try:
+        window = parse_since(since) if since else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+    reports = CallLog(client, keys).list(status=status, connector=connector, since_seconds=window, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict(history=False) for r in reports], indent=2, default=_default))
+    else:
+        click.echo(render_list(reports))
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: calls a connector gave up on (permanent error or retries exhausted)."""
+
+
+@dlq.command("list")
+@click.option("--connector", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def dlq_list(ctx: click.Context, connector: str | None, as_json: bool) -> None:
+    from bridge.report import render_dead_letters
+
+    *_, ops = _admin(ctx)
+    letters = ops.dead_letters(connector)
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in x.items() if k != "payload"} for x in letters], indent=2))
+    else:
+        click.echo(render_dead_letters(letters))
+
+
+@dlq.command("show")
+@click.argument("call_session_id")
+@click.option("--connector", default=None)
+@click.pass_context
+def dlq_show(ctx: click.Context, call_session_id: str, connector: str | None) -> None:
+    *_, ops = _admin(ctx)
+    letters = ops.dead_letter(call_session_id, connector)
+    if not letters:
+        raise click.ClickException(f"no dead letter for {call_session_id}")
+    click.echo(json.dumps(letters, indent=2))
+
+
+@dlq.command("replay")
+@click.argument("call_ids", nargs=-1)
+@click.option("--connector", default=None)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter (of --connector, if given).")
+@click.pass_context
+def dlq_replay(ctx: click.Context, call_ids: tuple[str, ...], connector: str | None, replay_all: bool) -> None:
+    """Re-enqueue dead letters with the current config and mapping (upserts: no duplicates)."""
+    if not call_ids and not replay_all:
+        raise click.UsageError("name call ids, or pass --all")
+    *_, ops = _admin(ctx)
+    try:
+        done = ops.replay_dead(connector, None if replay_all else list(call_ids))
+    except BridgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for name, call_id in done:
+        click.echo(f"re-enqueued {call_id} for {name}")
+    click.echo(f"{len(done)} dead letter(s) re-enqueued; they leave the list once delivered")
+
+
+@dlq.command("purge")
+@click.argument("call_ids", nargs=-1)
+@click.option("--connector", default=None)
+@click.option("--all", "purge_all", is_flag=True)
+@click.pass_context
+def dlq_purge(ctx: click.Context, call_ids: tuple[str, ...], connector: str | None, purge_all: bool) -> None:
+    """Delete dead letters for good."""
+    if not call_ids and not purge_all:
+        raise click.UsageError("name call ids, or pass --all")
+    *_, ops = _admin(ctx)
+    removed = ops.purge_dead(connector, None if purge_all else list(call_ids))
+    click.echo(f"{removed} dead letter(s) removed")
+
+
+@main.command()
+@click.argument("call_session_id")
+@click.option("--connector", "connector_names", multiple=True, help="Only this connector (repeatable).")
+@click.pass_context
+def replay(ctx: click.Context, call_session_id: str, connector_names: tuple[str, ...]) -> None:
+    """Deliver a stored call again, bypassing the dedupe window (e.g. after fixing a mapping)."""
+    *_, ops = _admin(ctx)
+    try:
+        targets = ops.replay(call_session_id, list(connector_names) or None)
+    except BridgeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"re-enqueued {call_session_id} for {', '.join(targets) or 'no connector (no route matched)'}")
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--force", is_flag=True, help="Bypass the dedupe window (deliver again calls already accepted).")
+@click.pass_context
+def backfill(ctx: click.Context, source: Path, force: bool) -> None:
+    """Push historical webhooks (one JSON per line; a .jsonl file or a folder) through the normal path."""
+    from bridge.replay import BackfillSummary, iter_payload_lines
+    from bridge.report import backfill_progress
+
+    *_, ops = _admin(ctx)
+    total = sum(1 for _ in iter_payload_lines(source))
+    summary = BackfillSummary()
+    with backfill_progress(total, summary) as advance:
+        for where, body in iter_payload_lines(source):
+            ops.backfill_one(body, force=force, where=where, summary=summary)
+            advance()
+    for problem in summary.problems:
+        click.echo(click.style("invalid ", fg="yellow") + problem, err=True)
+    click.echo(
+        f"{summary.total} line(s): {summary.accepted} accepted, {summary.duplicate} duplicate, "
+        f"{summary.ignored} ignored, {summary.invalid} invalid"
+    )
 
 
 def _default(value: Any) -> Any:

@@ -128,6 +128,7 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         # AOF rewrite/load may still be running right after start; LOADING makes ping fail.
+                        self._write_url()
                         return self.url
                 except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
                     time.sleep(0.05)
@@ -135,6 +136,16 @@ class EmbeddedRedis:
             client.close()
         self.stop()
         raise UnavailableError(f"embedded redis-server did not start within {timeout:.0f}s: {self._log_tail()}")
+
+    @property
+    def url_file(self) -> Path:
+        """Where the running server's URL is written (0600), so admin commands on this machine can find it."""
+        return self.data_dir / "url"
+
+    def _write_url(self) -> None:
+        fd = os.open(self.url_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.url)
 
     def _log_tail(self) -> str:
         try:
@@ -145,6 +156,8 @@ class EmbeddedRedis:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Redis flushes its append-only file on shutdown), then SIGKILL if it hangs."""
         process, self.process = self.process, None
+        with contextlib.suppress(OSError):
+            self.url_file.unlink()
         if process is None or process.poll() is not None:
             return
         process.terminate()

@@ -5,6 +5,7 @@
      ├── MappingError           a mapping file is invalid, or rendering one failed
      ├── EventDecodeError       an inbound webhook is not a valid call.completed payload
      ├── UnavailableError       Redis (or the queue on it) cannot be reached right now
+     ├── OperationError         an admin command cannot be done (unknown call, expired payload)
      └── ConnectorError         a connector could not deliver a call
           ├── RetryableError    transient: try again later (optionally after `retry_after` seconds)
           │    └── DeferredError      not an attempt: try later without using up a retry (call busy elsewhere)
@@ -26,6 +27,7 @@ __all__ = [
     "DeferredError",
     "EventDecodeError",
     "MappingError",
+    "OperationError",
     "PausedError",
     "PermanentError",
     "RetryableError",
@@ -57,6 +59,10 @@ class EventDecodeError(BridgeError):
 
 class UnavailableError(BridgeError):
     """Redis or the queue is unreachable; the webhook must be refused with 503 so the sender retries."""
+
+
+class OperationError(BridgeError):
+    """An admin command (replay, dead-letter replay, backfill) cannot be carried out; the message says why."""
 
 
 class ConnectorError(BridgeError):

@@ -27,9 +27,9 @@ from bridge.errors import EventDecodeError, UnavailableError
 from bridge.events import CALL_COMPLETED, decode_call, decode_envelope
 from bridge.ingest import Ingestor
 from bridge.mapping import render_context
-from bridge.routing import Router
+from bridge.routing import RouteDecision, Router
 
-__all__ = ["WebhookIntake", "WebhookOutcome"]
+__all__ = ["Prepared", "WebhookIntake", "WebhookOutcome"]
 
 log = logging.getLogger("bridge.webhook")
 
@@ -43,6 +43,24 @@ class WebhookOutcome:
     def result(self) -> str:
         """The metric label: accepted, duplicate, ignored, invalid, unauthorized, forbidden, unsupported…"""
         return str(self.body.get("status", "error"))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A valid call.completed webhook, routed, ready to be ingested."""
+
+    call_session_id: str
+    org_id: str
+    decision: RouteDecision
+
+    def log_entry(self, source: str, kind: str = "received") -> dict[str, Any]:
+        return {
+            "type": kind,
+            "org_id": self.org_id,
+            "source_ip": source,
+            "route": self.decision.rule,
+            "connectors": list(self.decision.connectors),
+        }
 
 
 def _error(status_code: int, result: str, message: str, **extra: Any) -> WebhookOutcome:
@@ -68,6 +86,28 @@ class WebhookIntake:
             presented = query["token"]
         return hmac.compare_digest(presented.encode(), self._token)
 
+    def prepare(self, body: bytes) -> Prepared | WebhookOutcome:
+        """Decode, check the org and route one body: the part shared by the endpoint and `backfill`.
+
+        Returns what to ingest, or the answer to give when there is nothing to ingest.
+        """
+        try:
+            envelope = decode_envelope(body)
+        except EventDecodeError as exc:
+            return _error(400, "invalid", exc.message, path=exc.path)
+        if envelope.org_id not in self.org_ids:
+            return _error(403, "forbidden", f"org_id {envelope.org_id!r} is not accepted by this bridge")
+        if envelope.event != CALL_COMPLETED:
+            return WebhookOutcome(200, {"status": "ignored", "event": envelope.event})
+        try:
+            call = decode_call(envelope)
+        except EventDecodeError as exc:
+            return _error(400, "invalid", exc.message, path=exc.path)
+        # Routing needs the call as plain data; `to_builtins` of the validated Struct is cheap and
+        # holds every field a condition can name.
+        context = render_context(call=msgspec.to_builtins(call), event=envelope.event, org_id=envelope.org_id)
+        return Prepared(call.call_session_id, envelope.org_id, self.router.route(context))
+
     async def handle(
         self, *, content_type: str, headers: Mapping[str, str], query: Mapping[str, str], body: bytes, source_ip: str
     ) -> WebhookOutcome:
@@ -76,34 +116,16 @@ class WebhookIntake:
             return _error(415, "unsupported", f"Content-Type must be application/json, got {media or 'none'!r}")
         if not self.authorized(headers, query):
             return _error(401, "unauthorized", "missing or wrong token (Authorization: Bearer <token> or ?token=)")
+        prepared = self.prepare(body)
+        if isinstance(prepared, WebhookOutcome):
+            if prepared.result == "ignored":
+                log.info("ignored webhook event %r", prepared.body.get("event"))
+            return prepared
         try:
-            envelope = decode_envelope(body)
-        except EventDecodeError as exc:
-            return _error(400, "invalid", exc.message, path=exc.path)
-        if envelope.org_id not in self.org_ids:
-            return _error(403, "forbidden", f"org_id {envelope.org_id!r} is not accepted by this bridge")
-        if envelope.event != CALL_COMPLETED:
-            log.info("ignored webhook event %r from org %s", envelope.event, envelope.org_id)
-            return WebhookOutcome(200, {"status": "ignored", "event": envelope.event})
-        try:
-            call = decode_call(envelope)
-        except EventDecodeError as exc:
-            return _error(400, "invalid", exc.message, path=exc.path)
-
-        # Routing needs the call as plain data; `to_builtins` of the validated Struct is cheap and
-        # holds every field a condition can name.
-        context = render_context(call=msgspec.to_builtins(call), event=envelope.event, org_id=envelope.org_id)
-        decision = self.router.route(context)
-        entry = {
-            "type": "received",
-            "org_id": envelope.org_id,
-            "source_ip": source_ip,
-            "route": decision.rule,
-            "connectors": list(decision.connectors),
-        }
-        try:
-            result = await self.ingestor.accept(call.call_session_id, body, decision.connectors, entry)
+            result = await self.ingestor.accept(
+                prepared.call_session_id, body, prepared.decision.connectors, prepared.log_entry(source_ip)
+            )
         except (RedisError, OSError) as exc:
             raise UnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
         status = "accepted" if result.accepted else "duplicate"
-        return WebhookOutcome(200, {"status": status, "call_session_id": call.call_session_id})
+        return WebhookOutcome(200, {"status": status, "call_session_id": prepared.call_session_id})
