@@ -5,7 +5,7 @@ bridge's (a timeout or reset is retryable). `retrying(delivery)` runs a
 function with tenacity: a RetryableError is retried a few times in-call,
 honouring the CRM's Retry-After when it is short, and otherwise handed back
 to the queue, whose backoff spans hours; a PausedError is never retried
-in-call, since the whole connector is waiting.
+in-call (nor any DeferredError), since the whole connector is waiting.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TypeVar
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from bridge.errors import PausedError, RetryableError
+from bridge.errors import DeferredError, RetryableError
 from bridge.settings import DeliverySettings
 
 __all__ = ["RETRYABLE_STATUSES", "parse_retry_after", "retrying", "translate_transport_errors"]
@@ -62,7 +62,7 @@ def retrying(delivery: DeliverySettings, fn: Callable[[], T]) -> T:
     """Call `fn`, retrying RetryableErrors in-call per `delivery`; re-raise the last error otherwise."""
 
     def should_retry(exc: BaseException) -> bool:
-        if not isinstance(exc, RetryableError) or isinstance(exc, PausedError):
+        if not isinstance(exc, RetryableError) or isinstance(exc, DeferredError):
             return False
         return exc.retry_after is None or exc.retry_after <= delivery.http_max_wait_seconds
 

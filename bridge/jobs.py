@@ -5,6 +5,8 @@ and turns the outcome into Dramatiq's terms:
 
 * success → ack;
 * PermanentError or MappingError → dead letter now, then ack (no retries);
+* DeferredError (the connector is paused, or another worker holds the call) → the
+  message is put back with a delay and acknowledged, without using up a retry;
 * RetryableError → ``dramatiq.Retry`` (with the CRM's Retry-After as delay when it
   gave one), so Dramatiq's exponential backoff applies;
 * anything else (a bug) → retried like a transient error, with a traceback logged.
@@ -16,17 +18,20 @@ given broker, never at import time.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from bridge.errors import MappingError, PermanentError, RetryableError
+from bridge.errors import DeferredError, MappingError, PermanentError, RetryableError
 from bridge.keys import ACTOR_NAME
 from bridge.pipeline import Pipeline
 from bridge.settings import DeliverySettings
 
 __all__ = ["DeadLetters", "build_actor"]
+
+MAX_DELAY_MS = 7 * 86400 * 1000 - 60_000  # Dramatiq refuses delays of 7 days or more
 
 
 def _attempt(message: Any) -> int:
@@ -35,9 +40,17 @@ def _attempt(message: Any) -> int:
 
 def build_actor(broker: dramatiq.Broker, pipeline: Pipeline, delivery: DeliverySettings) -> dramatiq.Actor[Any, Any]:
     def deliver_call(call_id: str, connector: str) -> None:
-        attempt = _attempt(CurrentMessage.get_current_message())
+        message = CurrentMessage.get_current_message()
+        attempt = _attempt(message)
         try:
             pipeline.run(call_id, connector, attempt)
+        except DeferredError as exc:
+            deferrals = int(message.options.get("deferrals", 0)) if message is not None else 0
+            pipeline.deferred(call_id, connector, exc, first=deferrals == 0)
+            delay = min(MAX_DELAY_MS, int((exc.retry_after or 5) * 1000 * random.uniform(1.0, 1.2)))  # noqa: S311 - jitter
+            if message is None:  # called directly (tests): let the caller see it
+                raise
+            broker.enqueue(message.copy(options={"deferrals": deferrals + 1}), delay=delay)
         except (PermanentError, MappingError) as exc:
             pipeline.failed(call_id, connector, exc, attempt=attempt, final=True)
         except RetryableError as exc:

@@ -14,8 +14,17 @@ from typing import Any
 
 import msgspec
 
+from bridge.circuit import CircuitBreaker
 from bridge.connector import Connector, Delivery, DeliveryResult
-from bridge.errors import ConnectorError, EventDecodeError, MappingError, PermanentError, RetryableError
+from bridge.errors import (
+    ConnectorError,
+    DeferredError,
+    EventDecodeError,
+    MappingError,
+    PausedError,
+    PermanentError,
+    RetryableError,
+)
 from bridge.events import decode_envelope
 from bridge.logs import call_scope
 from bridge.mapping import render_context
@@ -32,6 +41,7 @@ class Pipeline:
     store: CallStore
     connectors: dict[str, Connector]
     recorder: DeliveryRecorder
+    circuit: CircuitBreaker | None = None
     lock_seconds: float = 300.0
 
     def run(self, call_id: str, connector_name: str, attempt: int = 1) -> DeliveryResult | None:
@@ -44,11 +54,14 @@ class Pipeline:
                 log.info("already delivered; skipping the redelivered job")
                 return None
             delivery = self._prepare(call_id, connector, attempt)
+            wait = self.circuit.wait_seconds(connector_name) if self.circuit else None
+            if wait is not None:
+                raise PausedError(f"{connector_name} is paused (circuit open)", retry_after=wait)
             started = time.monotonic()
             with self.store.lock(call_id, connector_name, self.lock_seconds):
                 if self.store.done(call_id, connector_name) is not None:
                     return None
-                result = connector.deliver(delivery)
+                result = self._deliver(connector, delivery)
             outcome = "skipped" if result.skipped else "delivered"
             event = {
                 "type": "attempt",
@@ -67,6 +80,44 @@ class Pipeline:
             self.recorder.record(connector_name, outcome, time.time() - received if received else None)
             log.info("%s %s", outcome, result.skipped or _describe_records(result.records))
             return result
+
+    def _deliver(self, connector: Connector, delivery: Delivery) -> DeliveryResult:
+        """Call the connector and tell the circuit breaker how the CRM behaved."""
+        circuit = self.circuit
+        try:
+            result = connector.deliver(delivery)
+        except PausedError as exc:
+            if circuit:
+                opened = circuit.failed(connector.name, pause_seconds=exc.retry_after or 60)
+                log.warning("%s paused for %.0fs: %s", connector.name, opened or 0, exc.describe())
+            raise
+        except DeferredError:
+            raise
+        except RetryableError:
+            if circuit and (opened := circuit.failed(connector.name)):
+                log.warning("%s circuit opened for %.0fs after repeated failures", connector.name, opened)
+            raise
+        except PermanentError:
+            if circuit:
+                circuit.succeeded(connector.name)  # the CRM answered: it is up
+            raise
+        if circuit:
+            circuit.succeeded(connector.name)
+        return result
+
+    def deferred(self, call_id: str, connector_name: str, exc: DeferredError, *, first: bool) -> None:
+        """A delivery put off without counting an attempt; recorded once per message, not at every wake-up."""
+        if not first:
+            return
+        with call_scope(call_id, connector_name):
+            event = {
+                "type": "paused",
+                "connector": connector_name,
+                "reason": exc.message,
+                "retry_after": exc.retry_after,
+            }
+            self.store.append(call_id, event)
+            log.info("deferred %.0fs: %s", exc.retry_after or 0, exc.message)
 
     def _prepare(self, call_id: str, connector: Connector, attempt: int) -> Delivery:
         body = self.store.payload(call_id)

@@ -84,6 +84,11 @@ class DeliverySettings(Base):
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     """Per HTTP request to a CRM."""
     job_time_limit_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    circuit_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    """Consecutive transient failures of one connector that open its circuit (its calls then wait, queued)."""
+    circuit_cooldown_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """How long an open circuit waits before one probe delivery; doubles while probes fail."""
+    circuit_max_cooldown_seconds: Annotated[float, msgspec.Meta(gt=0)] = 600.0
 
 
 class WorkerSettings(Base):

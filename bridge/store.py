@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import redis
 
-from bridge.errors import RetryableError
+from bridge.errors import DeferredError
 from bridge.keys import Keys
 
 __all__ = ["CallStore"]
@@ -75,7 +75,7 @@ class CallStore:
         key = self.keys.lock(connector, call_id)
         token = uuid.uuid4().hex
         if not self.client.set(key, token, nx=True, px=max(1000, int(ttl_seconds * 1000))):
-            raise RetryableError("another worker is delivering this call right now", retry_after=5)
+            raise DeferredError("another worker is delivering this call right now", retry_after=5)
         try:
             yield
         finally:

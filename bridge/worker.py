@@ -22,6 +22,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Retries
 
+from bridge.circuit import CircuitBreaker
 from bridge.connector import Connector, Services
 from bridge.jobs import DeadLetters, build_actor
 from bridge.keys import Keys
@@ -61,11 +62,23 @@ class WorkerRuntime:
         )
         loader = MappingLoader(settings.resolve(settings.mappings_dir))
         connectors = build_connectors(settings, services, loader)
+        delivery = settings.delivery
         pipeline = Pipeline(
             store=store,
             connectors=connectors,
             recorder=DeliveryRecorder(client, keys),
-            lock_seconds=settings.delivery.job_time_limit_seconds + 30,
+            circuit=CircuitBreaker(
+                client,
+                keys,
+                threshold=delivery.circuit_failures,
+                cooldown=delivery.circuit_cooldown_seconds,
+                max_cooldown=delivery.circuit_max_cooldown_seconds,
+            ),
+            # Long enough to cover a slow delivery with its in-call retries, short enough that a call whose
+            # worker was killed mid-write is not held up for long after Dramatiq redelivers it.
+            lock_seconds=min(
+                delivery.job_time_limit_seconds, 2 * delivery.timeout_seconds * delivery.http_attempts + 30
+            ),
         )
         worker = settings.worker
         broker = RedisBroker(

@@ -117,6 +117,16 @@ class Faults:
         return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (timeouts, resets we inject) are normal here, not tracebacks on stderr."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 class FakeServer:
     """Base class: start() binds a free port on 127.0.0.1 and serves in a thread."""
 
@@ -200,7 +210,7 @@ class FakeServer:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = do_HEAD = _serve
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _QuietServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         if self._ssl_context is not None:
             server.socket = self._ssl_context.wrap_socket(server.socket, server_side=True)

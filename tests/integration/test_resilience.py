@@ -1,0 +1,62 @@
+"""A connector that is down for long: the circuit opens, calls wait without burning retries, others are unaffected."""
+
+import httpx
+
+from bridge.circuit import CircuitBreaker
+from bridge.keys import Keys
+from tests.conftest import Sink, make_settings, payload_bytes, running_api, running_worker, wait_for
+from tests.fakes.httpserver import Fault
+
+JSON = {"content-type": "application/json"}
+
+
+def test_an_outage_opens_the_circuit_and_every_call_is_delivered_once_it_ends(tmp_path, redis_url, sink, redis_client):
+    settings = make_settings(
+        tmp_path,
+        delivery={
+            "max_retries": 3,
+            "min_backoff_seconds": 0.05,
+            "max_backoff_seconds": 0.1,
+            "circuit_failures": 3,
+            "circuit_cooldown_seconds": 1,
+            "circuit_max_cooldown_seconds": 2,
+        },
+        connectors={"fwd": {"type": "webhook_forward", "url": f"{sink.url}/in"}},
+    )
+    sink.faults.fail_for(4, Fault(status=503))
+    calls = [f"outage-{i}" for i in range(20)]
+    with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
+        with httpx.Client(base_url=base) as client:
+            for call_id in calls:
+                client.post("/webhooks/agni", content=payload_bytes(call_session_id=call_id), headers=JSON)
+        # With 3 retries each and no circuit, every call would be dead within a second.
+        wait_for(lambda: CircuitBreaker(redis_client, Keys()).state("fwd").get("opens", 0) >= 1, timeout=10)
+        wait_for(lambda: len(sink.received) == len(calls), timeout=30, message="all calls after the outage")
+    delivered = sorted(r.json()["data"]["call_session_id"] for r in sink.received)
+    assert delivered == sorted(calls)
+    assert redis_client.hlen(Keys().dlq("fwd")) == 0
+    failed_attempts = len(sink.request_log) - len(sink.received)
+    assert failed_attempts < 3 * len(calls)  # the open circuit kept calls from hammering the receiver
+
+
+def test_one_connector_failing_for_good_does_not_delay_the_others(tmp_path, redis_url, sink):
+    broken = Sink().start()
+    broken.faults.fail_for(120, Fault(status=500))
+    try:
+        settings = make_settings(
+            tmp_path,
+            delivery={"max_retries": 30, "min_backoff_seconds": 0.05, "max_backoff_seconds": 0.2},
+            connectors={
+                "good": {"type": "webhook_forward", "url": f"{sink.url}/in"},
+                "bad": {"type": "webhook_forward", "url": f"{broken.url}/in"},
+            },
+        )
+        calls = [f"iso-{i}" for i in range(40)]
+        with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
+            with httpx.Client(base_url=base) as client:
+                for call_id in calls:
+                    client.post("/webhooks/agni", content=payload_bytes(call_session_id=call_id), headers=JSON)
+            wait_for(lambda: len(sink.received) == len(calls), timeout=15, message="the healthy connector")
+        assert broken.received == []
+    finally:
+        broken.stop()
