@@ -18,6 +18,7 @@ from bridge.connector import Delivery, Services
 from bridge.errors import BridgeError, ConfigError, EventDecodeError, MappingError
 from bridge.events import decode_call, decode_envelope
 from bridge.mapping import MappingLoader, render_context
+from bridge.redaction import Redactor
 from bridge.registry import build_connectors, validate_connector
 from bridge.routing import Router
 from bridge.settings import Settings, load_settings
@@ -35,6 +36,10 @@ def run_checks(config_path: Path, payload: Path | None = None) -> tuple[list[str
     report.append(f"config: {settings.config_path}")
     try:
         Router(settings)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    try:
+        Redactor(settings.redaction, source=settings.config_path)
     except ConfigError as exc:
         problems.append(str(exc))
 

@@ -29,6 +29,7 @@ from bridge.events import decode_envelope
 from bridge.logs import call_scope
 from bridge.mapping import render_context
 from bridge.metrics import DeliveryRecorder
+from bridge.redaction import Redactor
 from bridge.store import CallStore
 
 __all__ = ["Pipeline"]
@@ -42,6 +43,7 @@ class Pipeline:
     connectors: dict[str, Connector]
     recorder: DeliveryRecorder
     circuit: CircuitBreaker | None = None
+    redactor: Redactor | None = None
     lock_seconds: float = 300.0
 
     def run(self, call_id: str, connector_name: str, attempt: int = 1) -> DeliveryResult | None:
@@ -125,9 +127,14 @@ class Pipeline:
             raise PermanentError("the stored webhook has expired (older than retention_days); re-send or backfill it")
         try:
             envelope = decode_envelope(body)
-            call = msgspec.json.decode(envelope.data)
+            document = msgspec.json.decode(body)
         except (EventDecodeError, msgspec.DecodeError) as exc:
             raise PermanentError(f"stored webhook cannot be decoded: {exc}") from exc
+        call = document["data"]
+        if self.redactor is not None and getattr(connector.config, "redact_pii", True):
+            # The connector, the forwarded body and the outbox all see the same redacted text.
+            call = self.redactor.call(call)
+            body = msgspec.json.encode({**document, "data": call})
         context = render_context(call=call, event=envelope.event, org_id=envelope.org_id, connector=connector.name)
         record = connector.mapping.render(context) if connector.mapping is not None else None
         return Delivery(

@@ -27,6 +27,7 @@ __all__ = [
     "Base",
     "DeliverySettings",
     "LoggingSettings",
+    "RedactionSettings",
     "RedisSettings",
     "Route",
     "ServerSettings",
@@ -112,6 +113,21 @@ class AdminSettings(Base):
     """Bearer token for /admin/*; the admin API is disabled while it is empty."""
 
 
+class RedactionSettings(Base):
+    """Optional PII redaction of summary, next steps and transcript (see bridge/redaction.py)."""
+
+    enabled: bool = False
+    cards: bool = True
+    emails: bool = True
+    phones: bool = True
+    default_region: Annotated[str, msgspec.Meta(min_length=2, max_length=2)] = "US"
+    """Region for phone numbers written without a country code."""
+    patterns: list[str] = msgspec.field(default_factory=list)
+    """Extra regular expressions (Python syntax) whose matches are removed, e.g. order or policy numbers."""
+    replacement: str = "[redacted {kind}]"
+    """Text put in place of each match; {kind} is card, email, phone or pattern."""
+
+
 class Route(Base):
     connectors: list[str]
     when: str = ""
@@ -132,6 +148,7 @@ class Settings(Base):
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     admin: AdminSettings = msgspec.field(default_factory=AdminSettings)
+    redaction: RedactionSettings = msgspec.field(default_factory=RedactionSettings)
     connectors: dict[Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)], dict[str, Any]] = msgspec.field(
         default_factory=dict
     )

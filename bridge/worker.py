@@ -29,6 +29,7 @@ from bridge.keys import Keys
 from bridge.mapping import MappingLoader
 from bridge.metrics import DeliveryRecorder
 from bridge.pipeline import Pipeline
+from bridge.redaction import Redactor
 from bridge.registry import build_connectors
 from bridge.settings import Settings
 from bridge.store import CallStore
@@ -74,6 +75,7 @@ class WorkerRuntime:
                 cooldown=delivery.circuit_cooldown_seconds,
                 max_cooldown=delivery.circuit_max_cooldown_seconds,
             ),
+            redactor=Redactor(settings.redaction, source=settings.config_path) if settings.redaction.enabled else None,
             # Long enough to cover a slow delivery with its in-call retries, short enough that a call whose
             # worker was killed mid-write is not held up for long after Dramatiq redelivers it.
             lock_seconds=min(

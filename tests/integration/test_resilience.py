@@ -60,3 +60,27 @@ def test_one_connector_failing_for_good_does_not_delay_the_others(tmp_path, redi
         assert broken.received == []
     finally:
         broken.stop()
+
+
+def test_redaction_applies_to_forwarded_payloads_and_a_connector_can_opt_out(tmp_path, redis_url, sink):
+    import json
+
+    settings = make_settings(
+        tmp_path,
+        redaction={"enabled": True},
+        connectors={
+            "fwd": {"type": "webhook_forward", "url": f"{sink.url}/in"},
+            "raw": {"type": "jsonl", "path": str(tmp_path / "raw.jsonl"), "redact_pii": False, "include_payload": True},
+        },
+    )
+    summary = "Customer gave card 4111 1111 1111 1111 and email jo@example.org; call back on 415-555-0199."
+    with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
+        httpx.post(f"{base}/webhooks/agni", content=payload_bytes(call_session_id="pii", summary=summary), headers=JSON)
+        wait_for(lambda: sink.received and (tmp_path / "raw.jsonl").exists(), timeout=15)
+    forwarded = sink.received[0].json()
+    assert forwarded["data"]["summary"] == (
+        "Customer gave card [redacted card] and email [redacted email]; call back on [redacted phone]."
+    )
+    assert forwarded["data"]["caller_email"] == "john@example.com"  # structured fields are kept
+    raw = json.loads((tmp_path / "raw.jsonl").read_text())
+    assert raw["call"]["summary"] == summary
