@@ -61,7 +61,11 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    """preexec_fn: ask Linux to SIGTERM this child when its parent dies (no-op elsewhere)."""
+    """preexec_fn: ask Linux to SIGTERM this child when its parent dies (no-op elsewhere).
+
+    Linux ties this to the *thread* that forked the child: start children from a long-lived
+    thread (the main one), or they are stopped when that thread ends.
+    """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
