@@ -91,10 +91,11 @@ def _admin_guard(request: Request) -> Response[bytes] | None:
 
 
 @get("/admin/calls/{call_id:str}", sync_to_thread=True)
-def admin_call(request: Request, call_id: str) -> Response[bytes]:
+def admin_call(request: Request) -> Response[bytes]:
     refused = _admin_guard(request)
     if refused is not None:
         return refused
+    call_id = request.path_params["call_id"]
     report = request.app.state.call_log.report(call_id)
     if report is None:
         return _json(404, {"status": "error", "error": f"no record of call {call_id}"})
