@@ -16,11 +16,12 @@ import signal
 import threading
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.middleware import CurrentMessage, Middleware, Retries
 
 from bridge.circuit import CircuitBreaker
 from bridge.connector import Connector, Services
@@ -106,6 +107,35 @@ class WorkerRuntime:
         self.broker.close()
 
 
+class InFlight(Middleware):
+    """Tracks the messages being processed, so a shutdown that runs out of time can requeue them at once.
+
+    Without this, a delivery still running when `shutdown_timeout_seconds` expires would come back only
+    after the heartbeat timeout, when another worker notices this one is gone.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: dict[str, Any] = {}
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        with self._lock:
+            self._messages[message.message_id] = message
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None, exception: Any = None) -> None:
+        with self._lock:
+            self._messages.pop(message.message_id, None)
+
+    after_skip_message = after_process_message
+
+    def requeue_all(self, broker: RedisBroker) -> int:
+        with self._lock:
+            messages, self._messages = list(self._messages.values()), {}
+        for message in messages:
+            broker.do_requeue(message.queue_name, message.options["redis_message_id"])
+        return len(messages)
+
+
 def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or `stop` is set), then shut down gracefully."""
     runtime = WorkerRuntime.build(settings, redis_url)
@@ -118,6 +148,8 @@ def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | No
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    in_flight = InFlight()
+    runtime.broker.add_middleware(in_flight)
     worker = dramatiq.Worker(runtime.broker, worker_threads=settings.worker.threads, worker_timeout=500)
     worker.start()
     log.info(
@@ -129,5 +161,8 @@ def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | No
         stop.wait()
     finally:
         worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
+        unfinished = in_flight.requeue_all(runtime.broker)
+        if unfinished:
+            log.warning("%d delivery(ies) did not finish in time and were put back in the queue", unfinished)
         runtime.close()
         log.info("worker stopped")

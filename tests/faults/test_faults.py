@@ -217,3 +217,27 @@ def test_no_secret_reaches_the_logs(bridge, receiver):
     assert logs, "the processes should have logged something"
     assert secret not in logs and secret.removeprefix("whsec_") not in logs
     assert password not in logs
+
+
+def test_deliveries_that_outlast_the_shutdown_timeout_are_requeued_at_once(tmp_path, redis_server, receiver):
+    # A heartbeat timeout far longer than the test: only the explicit requeue can bring the calls back in time.
+    bridge = Bridge(tmp_path, redis_server.url, connector_yaml("crm", f"{receiver.url}/in"), timeout=30, shutdown=1)
+    bridge.config.write_text(
+        bridge.config.read_text().replace("heartbeat_timeout_seconds: 5", "heartbeat_timeout_seconds: 600")
+    )
+    receiver.faults.add(Fault(hang_seconds=20), times=8)  # the first eight writes hang
+    try:
+        bridge.start("api")
+        worker = bridge.start("worker")
+        ids = calls("slow", 20)
+        Agni(bridge.url).send_calls(ids)
+        wait_for(lambda: len(receiver.request_log) >= 8, timeout=20)
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0
+        assert time.monotonic() - stopped < 10
+        assert "did not finish in time and were put back" in bridge.log_text()
+        bridge.start("worker")
+        wait_for(lambda: receiver.call_ids() == set(ids), timeout=40, message="requeued calls")
+    finally:
+        bridge.stop_all()
