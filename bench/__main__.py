@@ -1,0 +1,236 @@
+"""`python -m bench`: run the benchmark sections and write bench/results/latest.{md,json}.
+
+Sections:
+  ingest    requests/s and p50/p99/p99.9 acknowledgement latency at fixed concurrency, for the bridge's
+            endpoint (uvicorn and granian), the same server's decode-only ceiling, and a FastAPI +
+            pydantic reference doing the same claim + enqueue; peak RSS; Redis memory per queued call
+  e2e       webhook received -> record at the receiver, p50/p99, at a light steady rate
+  delivery  bursts of queued calls delivered to fake CRMs under their rate limits (see bench/delivery.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.loadgen import run_wrk, wrk_available
+from bench.procs import ROOT, peak_rss_mb, serve
+from bridge.embedded_redis import EmbeddedRedis
+
+ORG = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"
+EXAMPLE = ROOT / "examples" / "call_completed.json"
+RESULTS = ROOT / "bench" / "results"
+
+CONFIG = """
+agni: {{org_ids: ["{org}"]}}
+data_dir: {data}
+mappings_dir: {mappings}
+logging: {{level: WARNING}}
+connectors:
+  crm: {{type: jsonl, path: {data}/outbox.jsonl}}
+  forward: {{type: webhook_forward, url: "{forward}"}}
+"""
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def template() -> str:
+    payload = json.loads(EXAMPLE.read_text())
+    payload["data"]["call_session_id"] = "__CALL_ID__"
+    return json.dumps(payload)
+
+
+def ingest(args: argparse.Namespace, tmp: Path, redis_url: str) -> dict[str, Any]:
+    config = tmp / "config.yaml"
+    config.write_text(
+        CONFIG.format(org=ORG, data=tmp / "var", mappings=ROOT / "mappings", forward="http://127.0.0.1:9/unused")
+    )
+    env = {"AGNI_BRIDGE_CONFIG": str(config), "AGNI_BRIDGE_REDIS_URL": redis_url, "BENCH_ORG_IDS": ORG}
+    client = redis.Redis.from_url(redis_url)
+    targets = [
+        ("bridge", "uvicorn", "bench.apps:bridge_app", "/webhooks/agni"),
+        ("bridge", "granian", "bench.apps:bridge_app", "/webhooks/agni"),
+        ("decode-only ceiling", "uvicorn", "bench.apps:bridge_app", "/bench/decode-only"),
+        ("decode-only ceiling", "granian", "bench.apps:bridge_app", "/bench/decode-only"),
+        ("FastAPI + pydantic reference", "uvicorn", "bench.reference_fastapi:create_reference_app", "/webhooks/agni"),
+    ]
+    rows = []
+    memory: dict[str, Any] = {}
+    body = template()
+    for name, server, factory, path in targets:
+        client.flushall()
+        before = client.info("memory")["used_memory"]
+        with serve(server, factory, env, workers=args.server_workers) as (url, pid):
+            run_wrk(url, path, body, connections=16, seconds=2)  # warm-up
+            for connections in args.concurrency:
+                result = run_wrk(url, path, body, connections=connections, seconds=args.seconds)
+                rows.append(
+                    {
+                        "target": name,
+                        "server": server,
+                        "path": path,
+                        "connections": connections,
+                        "rps": round(result.rps),
+                        "p50_ms": result.p50_ms,
+                        "p99_ms": result.p99_ms,
+                        "p999_ms": result.p999_ms,
+                        "non2xx": result.non2xx,
+                        "socket_errors": result.socket_errors,
+                        "peak_rss_mb": round(peak_rss_mb(pid), 1),
+                    }
+                )
+                print(
+                    f"  {name:32} {server:8} c={connections:<4} {result.rps:8.0f} req/s  "
+                    f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms  p99.9 {result.p999_ms:6.1f} ms",
+                    file=sys.stderr,
+                )
+        if name == "bridge" and server == "uvicorn":
+            queued = client.zcard("agni:calls")
+            used = client.info("memory")["used_memory"] - before
+            memory = {
+                "queued_calls": queued,
+                "redis_bytes": used,
+                "bytes_per_call": round(used / max(queued, 1)),
+                "jobs_per_call": 2,
+            }
+    return {"rows": rows, "redis_memory": memory}
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each server and concurrency: bridge vs reference, bridge vs decode-only ceiling."""
+    out = []
+    index = {(r["target"], r["server"], r["connections"]): r for r in rows}
+    for (target, server, connections), row in index.items():
+        if target != "bridge":
+            continue
+        ref = index.get(("FastAPI + pydantic reference", "uvicorn", connections))
+        ceiling = index.get(("decode-only ceiling", server, connections))
+        out.append(
+            {
+                "server": server,
+                "connections": connections,
+                "vs_reference": round(row["rps"] / ref["rps"], 2) if ref and ref["rps"] else None,
+                "vs_ceiling": round(row["rps"] / ceiling["rps"], 2) if ceiling and ceiling["rps"] else None,
+                "p99_ms": row["p99_ms"],
+            }
+        )
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}. "
+        "Load generator (wrk, 2 threads) on the same machine.",
+        "",
+    ]
+    if "ingest" in results:
+        lines += [
+            "## Ingest: POST /webhooks/agni, unique calls",
+            "",
+            "| target | server | conn | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | peak RSS MB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in results["ingest"]["rows"]:
+            lines.append(
+                f"| {r['target']} | {r['server']} | {r['connections']} | {r['rps']} | {r['p50_ms']:.1f} | "
+                f"{r['p99_ms']:.1f} | {r['p999_ms']:.1f} | {r['non2xx']} | {r['peak_rss_mb']} |"
+            )
+        lines += [
+            "",
+            "| server | conn | bridge / FastAPI reference | bridge / decode-only ceiling | bridge p99 ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in results["ingest"]["ratios"]:
+            lines.append(
+                f"| {r['server']} | {r['connections']} | {r['vs_reference']}× | {r['vs_ceiling']}× | "
+                f"{r['p99_ms']:.1f} |"
+            )
+        mem = results["ingest"].get("redis_memory") or {}
+        if mem:
+            lines += [
+                "",
+                f"Redis memory per queued call: {mem['bytes_per_call']} bytes "
+                f"({mem['queued_calls']} calls, {mem['jobs_per_call']} jobs each, payload "
+                f"{EXAMPLE.stat().st_size} bytes).",
+            ]
+    for key in ("e2e", "delivery"):
+        if key in results:
+            lines += ["", f"## {key}", "", "```json", json.dumps(results[key], indent=2), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sections", default="ingest,e2e,delivery")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
+    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64, 256])
+    parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=10_000, help="calls per delivery burst")
+    parser.add_argument("--quick", action="store_true", help="short runs, to check the harness works")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.concurrency, args.calls = 2.0, [16, 64], 500
+    if not wrk_available():
+        sys.exit("wrk is needed for the ingest benchmark: apt-get install wrk (make bench does this)")
+    sections = set(args.sections.split(","))
+    results: dict[str, Any] = {"machine": machine(), "args": {k: v for k, v in vars(args).items()}}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        server = EmbeddedRedis(tmp / "redis", appendonly=True)
+        server.start()
+        try:
+            if "ingest" in sections:
+                print("ingest:", file=sys.stderr)
+                data = ingest(args, tmp, server.url)
+                results["ingest"] = {**data, "ratios": ratios(data["rows"])}
+            if "e2e" in sections:
+                from bench.e2e import end_to_end
+
+                print("end to end:", file=sys.stderr)
+                results["e2e"] = end_to_end(tmp, server.url, seconds=args.seconds * 1.5)
+            if "delivery" in sections:
+                from bench.delivery import delivery_bursts
+
+                print("delivery:", file=sys.stderr)
+                results["delivery"] = delivery_bursts(tmp, server.url, calls=args.calls)
+        finally:
+            server.stop()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "quick" if args.quick else "latest"
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
