@@ -25,7 +25,7 @@ async def decode_only(body: RawBody) -> Response[bytes]:
     return Response(_OK, media_type=MediaType.JSON)
 
 
-def bridge_app():  # noqa: ANN201 - an ASGI factory
+def bridge_app():
     app = create_app()
     app.register(decode_only)
     return app
