@@ -68,9 +68,16 @@ _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 _SUFFIX_ALPHABET = string.ascii_uppercase + "012345"
 _ID_COUNTER = itertools.count(1)  # shared by all fakes, so ids never repeat within a test run
 _SEARCHABLE_BY_DEFAULT = ("Account", "Contact", "Lead")
-_PLURALS = {"tasks": "Task", "contacts": "Contact", "leads": "Lead", "users": "User", "accounts": "Account",
-            "content_versions": "ContentVersion", "content_documents": "ContentDocument",
-            "content_document_links": "ContentDocumentLink"}
+_PLURALS = {
+    "tasks": "Task",
+    "contacts": "Contact",
+    "leads": "Lead",
+    "users": "User",
+    "accounts": "Account",
+    "content_versions": "ContentVersion",
+    "content_documents": "ContentDocument",
+    "content_document_links": "ContentDocumentLink",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,8 +120,15 @@ def _system_fields() -> list[Field]:
         Field("CreatedDate", "datetime", label="Created Date", nillable=False, **_RO),
         Field("CreatedById", "reference", 18, label="Created By ID", reference_to=("User",), nillable=False, **_RO),
         Field("LastModifiedDate", "datetime", label="Last Modified Date", nillable=False, **_RO),
-        Field("LastModifiedById", "reference", 18, label="Last Modified By ID", reference_to=("User",),
-              nillable=False, **_RO),
+        Field(
+            "LastModifiedById",
+            "reference",
+            18,
+            label="Last Modified By ID",
+            reference_to=("User",),
+            nillable=False,
+            **_RO,
+        ),
         Field("SystemModstamp", "datetime", label="System Modstamp", nillable=False, **_RO),
     ]
 
@@ -142,15 +156,35 @@ def _default_schemas() -> dict[str, SObjectSchema]:
         *_system_fields(),
         Field("Subject", "combobox", 255, picklist_values=("Call", "Send Letter", "Send Quote", "Other")),
         Field("Description", "textarea", 32000, label="Comments"),
-        Field("TaskSubtype", "picklist", 40, label="Task Subtype", updateable=False, restricted_picklist=True,
-              picklist_values=("Task", "Email", "LinkedIn", "ListEmail", "Cadence", "Call"), default="Task"),
-        Field("Status", "picklist", 40, nillable=False, default="Not Started",
-              picklist_values=("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")),
+        Field(
+            "TaskSubtype",
+            "picklist",
+            40,
+            label="Task Subtype",
+            updateable=False,
+            restricted_picklist=True,
+            picklist_values=("Task", "Email", "LinkedIn", "ListEmail", "Cadence", "Call"),
+            default="Task",
+        ),
+        Field(
+            "Status",
+            "picklist",
+            40,
+            nillable=False,
+            default="Not Started",
+            picklist_values=("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"),
+        ),
         Field("Priority", "picklist", 40, nillable=False, default="Normal", picklist_values=("High", "Normal", "Low")),
         Field("IsClosed", "boolean", label="Closed", nillable=False, **_RO),
         Field("CallDurationInSeconds", "int", label="Call Duration"),
-        Field("CallType", "picklist", 40, label="Call Type", restricted_picklist=True,
-              picklist_values=("Inbound", "Internal", "Outbound")),
+        Field(
+            "CallType",
+            "picklist",
+            40,
+            label="Call Type",
+            restricted_picklist=True,
+            picklist_values=("Inbound", "Internal", "Outbound"),
+        ),
         Field("CallDisposition", "string", 255, label="Call Result"),
         Field("CallObject", "string", 255, label="Call Object Identifier"),
         Field("ActivityDate", "date", label="Due Date Only"),
@@ -164,45 +198,69 @@ def _default_schemas() -> dict[str, SObjectSchema]:
     )
     contact = SObjectSchema("Contact", "003", "Contact")
     contact.add(
-        *_system_fields(), *_person_fields(), _owner(),
+        *_system_fields(),
+        *_person_fields(),
+        _owner(),
         Field("HomePhone", "phone", 40, label="Home Phone"),
         Field("OtherPhone", "phone", 40, label="Other Phone"),
         Field("AccountId", "reference", 18, label="Account ID", reference_to=("Account",)),
     )
     lead = SObjectSchema("Lead", "00Q", "Lead")
     lead.add(
-        *_system_fields(), *_person_fields(), _owner(),
+        *_system_fields(),
+        *_person_fields(),
+        _owner(),
         Field("Company", "string", 255, nillable=False),
-        Field("Status", "picklist", 40, nillable=False, default="Open - Not Contacted",
-              picklist_values=("Open - Not Contacted", "Working - Contacted", "Closed - Converted",
-                               "Closed - Not Converted")),
+        Field(
+            "Status",
+            "picklist",
+            40,
+            nillable=False,
+            default="Open - Not Contacted",
+            picklist_values=(
+                "Open - Not Contacted",
+                "Working - Contacted",
+                "Closed - Converted",
+                "Closed - Not Converted",
+            ),
+        ),
         Field("IsConverted", "boolean", label="Converted", nillable=False, default=False, updateable=False),
         Field("ConvertedContactId", "reference", 18, label="Converted Contact ID", reference_to=("Contact",), **_RO),
     )
     account = SObjectSchema("Account", "001", "Account")
     account.add(
-        *_system_fields(), _owner(),
+        *_system_fields(),
+        _owner(),
         Field("Name", "string", 255, label="Account Name", nillable=False, name_field=True),
         Field("Phone", "phone", 40, label="Account Phone"),
         Field("Website", "url", 255),
     )
     user = SObjectSchema("User", "005", "User")
     user.add(
-        *_system_fields(), *_person_fields(),
+        *_system_fields(),
+        *_person_fields(),
         Field("Username", "string", 80, nillable=False, unique=True),
         Field("IsActive", "boolean", label="Active", nillable=False, default=True),
     )
     version = SObjectSchema("ContentVersion", "068", "Content Version", searchable=False)
     version.add(
-        *_system_fields(), _owner(),
+        *_system_fields(),
+        _owner(),
         Field("Title", "string", 255),
         Field("PathOnClient", "string", 500, label="Path On Client", nillable=False, updateable=False),
         Field("VersionData", "base64", label="Version Data", nillable=False, updateable=False),
         Field("Description", "textarea", 1000),
-        Field("FirstPublishLocationId", "reference", 18, label="First Publish Location ID", updateable=False,
-              reference_to=("Account", "Contact", "Lead", "Task", "User", "Opportunity", "Case")),
-        Field("ContentDocumentId", "reference", 18, label="ContentDocument ID", reference_to=("ContentDocument",),
-              **_RO),
+        Field(
+            "FirstPublishLocationId",
+            "reference",
+            18,
+            label="First Publish Location ID",
+            updateable=False,
+            reference_to=("Account", "Contact", "Lead", "Task", "User", "Opportunity", "Case"),
+        ),
+        Field(
+            "ContentDocumentId", "reference", 18, label="ContentDocument ID", reference_to=("ContentDocument",), **_RO
+        ),
         Field("FileExtension", "string", 40, label="File Extension", **_RO),
         Field("FileType", "string", 20, label="File Type", **_RO),
         Field("ContentSize", "int", label="Size", **_RO),
@@ -211,7 +269,8 @@ def _default_schemas() -> dict[str, SObjectSchema]:
     )
     document = SObjectSchema("ContentDocument", "069", "Content Document", searchable=False)
     document.add(
-        *_system_fields(), _owner(),
+        *_system_fields(),
+        _owner(),
         Field("Title", "string", 255),
         Field("LatestPublishedVersionId", "reference", 18, reference_to=("ContentVersion",), **_RO),
         Field("FileExtension", "string", 40, **_RO),
@@ -221,8 +280,13 @@ def _default_schemas() -> dict[str, SObjectSchema]:
     link.add(
         *_system_fields(),
         Field("ContentDocumentId", "reference", 18, reference_to=("ContentDocument",), nillable=False),
-        Field("LinkedEntityId", "reference", 18, reference_to=("Account", "Contact", "Lead", "Task", "User"),
-              nillable=False),
+        Field(
+            "LinkedEntityId",
+            "reference",
+            18,
+            reference_to=("Account", "Contact", "Lead", "Task", "User"),
+            nillable=False,
+        ),
         Field("ShareType", "picklist", 40, picklist_values=("V", "C", "I"), default="V"),
         Field("Visibility", "picklist", 40, picklist_values=("AllUsers", "InternalUsers"), default="AllUsers"),
     )
@@ -287,8 +351,9 @@ class FakeSalesforce(FakeServer):
     ``clock`` (a callable returning an aware datetime).
     """
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, api_version: str = "62.0",
-                 daily_limit: int = 15000) -> None:
+    def __init__(
+        self, *, ssl_context: ssl.SSLContext | None = None, api_version: str = "62.0", daily_limit: int = 15000
+    ) -> None:
         super().__init__(ssl_context=ssl_context)
         self.api_version = api_version
         self.daily_limit = daily_limit
@@ -308,8 +373,9 @@ class FakeSalesforce(FakeServer):
         # The API user every session runs as by default; it created itself.
         self.default_user_id = ""
         self.default_user_id = self.add_user("integration@agni.test", FirstName="Integration", LastName="User")
-        self._store["User"][self.default_user_id].update(CreatedById=self.default_user_id,
-                                                          LastModifiedById=self.default_user_id)
+        self._store["User"][self.default_user_id].update(
+            CreatedById=self.default_user_id, LastModifiedById=self.default_user_id
+        )
 
     # =========================================================================================
     # Test-facing helpers
@@ -338,8 +404,14 @@ class FakeSalesforce(FakeServer):
         """Seed a Task without validation — e.g. two with the same external id, for the 300 case."""
         return self.add_record("Task", **fields)
 
-    def add_user(self, username: str | None = None, *, password: str | None = None,
-                 security_token: str | None = None, **fields: Any) -> str:
+    def add_user(
+        self,
+        username: str | None = None,
+        *,
+        password: str | None = None,
+        security_token: str | None = None,
+        **fields: Any,
+    ) -> str:
         """Add a User; ``password`` (+ ``security_token``) enable the password and SOAP logins."""
         with self.lock:
             username = username or f"user{next(_ID_COUNTER)}@agni.test"
@@ -445,8 +517,14 @@ class FakeSalesforce(FakeServer):
         with self.lock:
             return list(self._sessions)
 
-    def register_client(self, consumer_key: str, consumer_secret: str | None = None, *,
-                        public_key_pem: bytes | str | None = None, run_as: str | None = None) -> None:
+    def register_client(
+        self,
+        consumer_key: str,
+        consumer_secret: str | None = None,
+        *,
+        public_key_pem: bytes | str | None = None,
+        run_as: str | None = None,
+    ) -> None:
         """Register a connected app. ``public_key_pem`` (a public key or an X.509 certificate, as
         uploaded to Salesforce) enables the JWT flow; ``run_as`` (a username or user id) enables
         client credentials."""
@@ -513,8 +591,13 @@ class FakeSalesforce(FakeServer):
                 return _ok(self._limits())
             case ["sobjects"]:
                 _allow(method, "GET")
-                return _ok({"encoding": "UTF-8", "maxBatchSize": COLLECTION_LIMIT,
-                            "sobjects": [self._object_summary(s, version) for s in self._schemas.values()]})
+                return _ok(
+                    {
+                        "encoding": "UTF-8",
+                        "maxBatchSize": COLLECTION_LIMIT,
+                        "sobjects": [self._object_summary(s, version) for s in self._schemas.values()],
+                    }
+                )
             case ["sobjects", sobject]:
                 schema = self._schema_or_404(sobject)
                 if _allow(method, "GET", "POST") == "GET":
@@ -595,10 +678,18 @@ class FakeSalesforce(FakeServer):
         issued_at = str(int(time.time() * 1000))
         identity = f"https://login.salesforce.com/id/{self.org_id}/{user_id}"
         signature = hmac.new(secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
-        return FakeResponse.json(200, {
-            "access_token": token, "instance_url": self.url, "id": identity, "token_type": "Bearer",
-            "issued_at": issued_at, "signature": base64.b64encode(signature).decode(), "scope": "api",
-        })
+        return FakeResponse.json(
+            200,
+            {
+                "access_token": token,
+                "instance_url": self.url,
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+                "signature": base64.b64encode(signature).decode(),
+                "scope": "api",
+            },
+        )
 
     def _jwt_grant(self, assertion: str) -> str:
         try:
@@ -609,9 +700,13 @@ class FakeSalesforce(FakeServer):
         if client is None or client.public_key is None:
             raise _OAuthError("invalid_client_id", "client identifier invalid")
         try:
-            claims = jwt.decode(assertion, client.public_key, algorithms=["RS256"],
-                                audience=sorted(self.jwt_audiences | {self.url}),
-                                options={"require": ["iss", "sub", "aud", "exp"]})
+            claims = jwt.decode(
+                assertion,
+                client.public_key,
+                algorithms=["RS256"],
+                audience=sorted(self.jwt_audiences | {self.url}),
+                options={"require": ["iss", "sub", "aud", "exp"]},
+            )
         except jwt.InvalidAudienceError:
             raise _OAuthError("invalid_grant", "audience is invalid") from None
         except jwt.ExpiredSignatureError:
@@ -664,16 +759,20 @@ class FakeSalesforce(FakeServer):
         user_id = self._check_password(element("username"), element("password"))
         if user_id is None:
             message = "INVALID_LOGIN: Invalid username, password, security token; or user locked out."
-            fault = (f'<soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>{message}</faultstring>'
-                     f'<detail><sf:LoginFault xmlns:sf="urn:fault.partner.soap.sforce.com"><sf:exceptionCode>'
-                     f'INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage>'
-                     f'</sf:LoginFault></detail></soapenv:Fault>')
+            fault = (
+                f"<soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>{message}</faultstring>"
+                f'<detail><sf:LoginFault xmlns:sf="urn:fault.partner.soap.sforce.com"><sf:exceptionCode>'
+                f"INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage>"
+                f"</sf:LoginFault></detail></soapenv:Fault>"
+            )
             return FakeResponse(500, _soap_envelope(fault), {"content-type": "text/xml;charset=UTF-8"})
         version = request.path.rstrip("/").split("/")[-1]
-        result = (f"<loginResponse><result><passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
-                  f"<serverUrl>{self.url}/services/Soap/u/{version}/{self.org_id[:15]}</serverUrl>"
-                  f"<sessionId>{self.add_session(user_id=user_id)}</sessionId><userId>{user_id}</userId>"
-                  f"</result></loginResponse>")
+        result = (
+            f"<loginResponse><result><passwordExpired>false</passwordExpired><sandbox>false</sandbox>"
+            f"<serverUrl>{self.url}/services/Soap/u/{version}/{self.org_id[:15]}</serverUrl>"
+            f"<sessionId>{self.add_session(user_id=user_id)}</sessionId><userId>{user_id}</userId>"
+            f"</result></loginResponse>"
+        )
         return FakeResponse(200, _soap_envelope(result), {"content-type": "text/xml;charset=UTF-8"})
 
     # =========================================================================================
@@ -682,8 +781,12 @@ class FakeSalesforce(FakeServer):
 
     def _versions(self) -> FakeResponse:
         top = int(float(self.api_version))
-        return _ok([{"label": f"v{v}.0", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
-                    for v in range(top - 3, top + 1)])
+        return _ok(
+            [
+                {"label": f"v{v}.0", "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+                for v in range(top - 3, top + 1)
+            ]
+        )
 
     def _limits(self) -> dict[str, Any]:
         return {
@@ -698,8 +801,9 @@ class FakeSalesforce(FakeServer):
         summary.pop("fields")
         return summary
 
-    def _record_by_id(self, request: FakeRequest, schema: SObjectSchema, record_id: str, user_id: str,
-                      source: _Source) -> FakeResponse:
+    def _record_by_id(
+        self, request: FakeRequest, schema: SObjectSchema, record_id: str, user_id: str, source: _Source
+    ) -> FakeResponse:
         method = _allow(request.method, "GET", "PATCH", "DELETE")
         record = self._find_by_id(schema, record_id)
         if record is None:
@@ -718,16 +822,21 @@ class FakeSalesforce(FakeServer):
         self._update(schema, record, self._clean(schema, self._write_body(request, schema), creating=False), user_id)
         return FakeResponse(204)
 
-    def _upsert(self, request: FakeRequest, schema: SObjectSchema, field_name: str, value: str, version: str,
-                user_id: str) -> FakeResponse:
+    def _upsert(
+        self, request: FakeRequest, schema: SObjectSchema, field_name: str, value: str, version: str, user_id: str
+    ) -> FakeResponse:
         """PATCH sobjects/{Type}/{ExternalIdField}/{value}: update the one match or create (REFERENCE §2.2)."""
         ext = self._external_id_field(schema, field_name)
         body = _json_body(request)
         if isinstance(body, dict):
             for forbidden in ("Id", ext.name):
                 if any(key.lower() == forbidden.lower() for key in body):
-                    raise SfError(400, "INVALID_FIELD", f"The {forbidden} field should not be specified in the "
-                                                        "sobject data.", [forbidden])
+                    raise SfError(
+                        400,
+                        "INVALID_FIELD",
+                        f"The {forbidden} field should not be specified in the sobject data.",
+                        [forbidden],
+                    )
         matches = self._match_external_id(schema, ext.name, value)
         if len(matches) > 1:
             return self._not_exactly_one(matches, version, schema)
@@ -754,8 +863,9 @@ class FakeSalesforce(FakeServer):
         """The field named in an upsert URL; unknown or not an external id -> 404 NOT_FOUND, as Salesforce does."""
         found = schema.field(field_name)
         if found is None or not (found.external_id or found.type == "id"):
-            raise SfError(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: "
-                                            f"{field_name}")
+            raise SfError(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field_name}"
+            )
         return found
 
     def _match_external_id(self, schema: SObjectSchema, field_name: str, value: str) -> list[dict[str, Any]]:
@@ -763,16 +873,20 @@ class FakeSalesforce(FakeServer):
         wanted = _unique_key(ext, value)
         return [r for r in self._store[schema.name].values() if _unique_key(ext, r.get(ext.name)) == wanted]
 
-    def _collection(self, request: FakeRequest, kind: str, schema: SObjectSchema | None, field_name: str | None,
-                    user_id: str) -> list[dict[str, Any]]:
+    def _collection(
+        self, request: FakeRequest, kind: str, schema: SObjectSchema | None, field_name: str | None, user_id: str
+    ) -> list[dict[str, Any]]:
         """sObject Collections create/update/upsert: per-record results, HTTP 200 even when records fail."""
         body = _json_body(request)
         records = body.get("records") if isinstance(body, dict) else None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise SfError(400, "JSON_PARSER_ERROR", "Expected a JSON object with a 'records' array")
         if len(records) > COLLECTION_LIMIT:
-            raise SfError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more than "
-                                                    f"{COLLECTION_LIMIT} records into this call")
+            raise SfError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                f"record limit reached. cannot submit more than {COLLECTION_LIMIT} records into this call",
+            )
         all_or_none = bool(body.get("allOrNone", False))
         snapshot = copy.deepcopy((self._store, self._blobs, self._modseq)) if all_or_none else None
         duplicates: set[Any] = set()
@@ -788,14 +902,25 @@ class FakeSalesforce(FakeServer):
                 results.append({"success": False, "errors": [error.save_error()]})
         if snapshot is not None and not all(r["success"] for r in results):
             self._store, self._blobs, self._modseq = snapshot
-            rolled_back = SfError(400, "ALL_OR_NONE_OPERATION_ROLLED_BACK", "Record rolled back because not all "
-                                  "records were valid and the request was using AllOrNone header")
-            results = [r if not r["success"] else {"success": False, "errors": [rolled_back.save_error()]}
-                       for r in results]
+            rolled_back = SfError(
+                400,
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was using AllOrNone header",
+            )
+            results = [
+                r if not r["success"] else {"success": False, "errors": [rolled_back.save_error()]} for r in results
+            ]
         return results
 
-    def _collection_one(self, kind: str, item: dict[str, Any], schema: SObjectSchema | None, field_name: str | None,
-                        duplicates: set[Any], user_id: str) -> dict[str, Any]:
+    def _collection_one(
+        self,
+        kind: str,
+        item: dict[str, Any],
+        schema: SObjectSchema | None,
+        field_name: str | None,
+        duplicates: set[Any],
+        user_id: str,
+    ) -> dict[str, Any]:
         # Every record needs attributes.type, even on the typed upsert URL (api_rest collections docs).
         attributes = item.get("attributes") if isinstance(item.get("attributes"), dict) else {}
         type_name = attributes.get("type")
@@ -821,8 +946,9 @@ class FakeSalesforce(FakeServer):
         ext = self._external_id_field(item_schema, field_name or "")
         value = _get_ci(fields, ext.name)
         if value is None:
-            raise SfError(400, "MISSING_ARGUMENT", f"Upsert failed: no value given for External ID field {ext.name}",
-                          [ext.name])
+            raise SfError(
+                400, "MISSING_ARGUMENT", f"Upsert failed: no value given for External ID field {ext.name}", [ext.name]
+            )
         if _unique_key(ext, value) in duplicates:
             raise SfError(400, "DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {value}", [ext.name])
         values = {k: v for k, v in fields.items() if k.lower() != ext.name.lower()}
@@ -850,7 +976,8 @@ class FakeSalesforce(FakeServer):
                 raise SfError(400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from a non-object")
             return body
         message = BytesParser(policy=policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body)
+            f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+        )
         body: dict[str, Any] = {}
         for part in message.iter_parts():
             name = part.get_param("name", header="content-disposition")
@@ -871,9 +998,14 @@ class FakeSalesforce(FakeServer):
                 continue
             f = self._field_or_400(schema, name, write=True)
             if not (f.createable if creating else f.updateable):
-                raise SfError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {f.name}. "
-                              "Please check the security settings of this field and verify that it is read/write "
-                              "for your profile or permission set.", [f.name])
+                raise SfError(
+                    400,
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {f.name}. "
+                    "Please check the security settings of this field and verify that it is read/write "
+                    "for your profile or permission set.",
+                    [f.name],
+                )
             values[f.name] = self._coerce(schema, f, value)
         return values
 
@@ -889,11 +1021,19 @@ class FakeSalesforce(FakeServer):
             text = str(value)
             if f.length and len(text) > f.length:
                 shown = text if len(text) <= 300 else text[:300] + "..."
-                raise SfError(400, "STRING_TOO_LONG", f"{f.label}: data value too large: {shown} "
-                                                      f"(max length={f.length})", [f.name])
+                raise SfError(
+                    400,
+                    "STRING_TOO_LONG",
+                    f"{f.label}: data value too large: {shown} (max length={f.length})",
+                    [f.name],
+                )
             if f.restricted_picklist and text not in f.picklist_values:
-                raise SfError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                              f"{f.label}: bad value for restricted picklist field: {text}", [f.name])
+                raise SfError(
+                    400,
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{f.label}: bad value for restricted picklist field: {text}",
+                    [f.name],
+                )
             if ftype == "email" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
                 raise SfError(400, "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {text}", [f.name])
             return text
@@ -928,8 +1068,12 @@ class FakeSalesforce(FakeServer):
             try:
                 return base64.b64decode(value, validate=True)
             except (ValueError, TypeError):
-                raise SfError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of base64 from {kind}: "
-                                                        "illegal base64 data", [f.name]) from None
+                raise SfError(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of base64 from {kind}: illegal base64 data",
+                    [f.name],
+                ) from None
         return value
 
     def _check_reference(self, f: Field, value: Any) -> str:
@@ -939,22 +1083,23 @@ class FakeSalesforce(FakeServer):
         if target is None:
             return value  # a type the fake does not model (Opportunity, a queue...): trust it
         if target.name not in f.reference_to:
-            raise SfError(400, "FIELD_INTEGRITY_EXCEPTION", f"{f.label}: id value of incorrect type: {value}",
-                          [f.name])
+            raise SfError(400, "FIELD_INTEGRITY_EXCEPTION", f"{f.label}: id value of incorrect type: {value}", [f.name])
         record = self._find_by_id(target, value)
         if record is None:
             raise SfError(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {value}", [f.name])
         return record["Id"]
 
-    def _create(self, schema: SObjectSchema, body: dict[str, Any], user_id: str, *,
-                cleaned: bool = False) -> dict[str, Any]:
+    def _create(
+        self, schema: SObjectSchema, body: dict[str, Any], user_id: str, *, cleaned: bool = False
+    ) -> dict[str, Any]:
         values = body if cleaned else self._clean(schema, body, creating=True)
         record = self._new_record(schema, user_id)
         record.update(values)
         missing = [f.name for f in schema.fields.values() if not f.nillable and f.createable and record[f.name] is None]
         if missing:
-            raise SfError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
-                          missing)
+            raise SfError(
+                400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+            )
         self._check_unique(schema, record)
         return self._finish(schema, record)
 
@@ -967,8 +1112,15 @@ class FakeSalesforce(FakeServer):
     def _new_record(self, schema: SObjectSchema, user_id: str) -> dict[str, Any]:
         record: dict[str, Any] = {f.name: f.default for f in schema.fields.values()}
         now = sf_datetime(self.clock())
-        record.update(Id=salesforce_id(schema.key_prefix, next(_ID_COUNTER)), IsDeleted=False, CreatedDate=now,
-                      LastModifiedDate=now, SystemModstamp=now, CreatedById=user_id, LastModifiedById=user_id)
+        record.update(
+            Id=salesforce_id(schema.key_prefix, next(_ID_COUNTER)),
+            IsDeleted=False,
+            CreatedDate=now,
+            LastModifiedDate=now,
+            SystemModstamp=now,
+            CreatedById=user_id,
+            LastModifiedById=user_id,
+        )
         if "OwnerId" in record:
             record["OwnerId"] = user_id
         return record
@@ -995,14 +1147,21 @@ class FakeSalesforce(FakeServer):
         stem, _, extension = path.rpartition(".") if "." in path else (path, "", "")
         record.update(
             VersionData=f"/services/data/v{self.api_version}/sobjects/ContentVersion/{record['Id']}/VersionData",
-            Title=record.get("Title") or stem, FileExtension=extension.lower() or None,
-            FileType=(extension.upper() or "UNKNOWN"), ContentSize=len(self._blobs[record["Id"]]),
-            VersionNumber="1", IsLatest=True,
+            Title=record.get("Title") or stem,
+            FileExtension=extension.lower() or None,
+            FileType=(extension.upper() or "UNKNOWN"),
+            ContentSize=len(self._blobs[record["Id"]]),
+            VersionNumber="1",
+            IsLatest=True,
         )
         owner = record.get("OwnerId") or self.default_user_id
         document = self._new_record(self._schemas["contentdocument"], owner)
-        document.update(Title=record["Title"], LatestPublishedVersionId=record["Id"],
-                        FileExtension=record["FileExtension"], ContentSize=record["ContentSize"])
+        document.update(
+            Title=record["Title"],
+            LatestPublishedVersionId=record["Id"],
+            FileExtension=record["FileExtension"],
+            ContentSize=record["ContentSize"],
+        )
         self._finish(self._schemas["contentdocument"], document)
         record["ContentDocumentId"] = document["Id"]
         if record.get("FirstPublishLocationId"):
@@ -1017,8 +1176,12 @@ class FakeSalesforce(FakeServer):
                 continue
             for other in self._store[schema.name].values():
                 if other["Id"] != candidate.get("Id") and _unique_key(f, other.get(f.name)) == key:
-                    raise SfError(400, "DUPLICATE_VALUE", f"duplicate value found: {f.name} duplicates value on "
-                                                          f"record with id: {other['Id']}", [f.name])
+                    raise SfError(
+                        400,
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {f.name} duplicates value on record with id: {other['Id']}",
+                        [f.name],
+                    )
 
     # -- lookups --------------------------------------------------------------------------------
 
@@ -1077,8 +1240,7 @@ def _ok(payload: Any) -> FakeResponse:
 
 def _allow(method: str, *allowed: str) -> str:
     if method not in allowed:
-        raise SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are "
-                                                 f"{','.join(allowed)}")
+        raise SfError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {','.join(allowed)}")
     return method
 
 
@@ -1097,8 +1259,11 @@ def _json_body(request: FakeRequest) -> Any:
     try:
         return json.loads(request.body)
     except ValueError as error:
-        raise SfError(400, "JSON_PARSER_ERROR", f"Unexpected character at [line:{getattr(error, 'lineno', 1)}, "
-                                                f"column:{getattr(error, 'colno', 1)}]") from None
+        raise SfError(
+            400,
+            "JSON_PARSER_ERROR",
+            f"Unexpected character at [line:{getattr(error, 'lineno', 1)}, column:{getattr(error, 'colno', 1)}]",
+        ) from None
 
 
 def _json_kind(value: Any) -> str:
@@ -1112,8 +1277,12 @@ def _json_kind(value: Any) -> str:
 
 
 def _parse_error(ftype: str, kind: str, value: Any) -> SfError:
-    return SfError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of {ftype} from {kind} value {value} or "
-                                             "request may be missing a required field at [line:1, column:1]")
+    return SfError(
+        400,
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {ftype} from {kind} value {value} or "
+        "request may be missing a required field at [line:1, column:1]",
+    )
 
 
 def _unique_key(f: Field, value: Any) -> Any:
@@ -1130,8 +1299,10 @@ def _get_ci(values: dict[str, Any], name: str) -> Any:
 
 
 def _project_all(source: _Source, schema: SObjectSchema, record: dict[str, Any]) -> dict[str, Any]:
-    return {"attributes": source.attributes(schema, record), **{f.name: record.get(f.name) for f in
-                                                                  schema.fields.values()}}
+    return {
+        "attributes": source.attributes(schema, record),
+        **{f.name: record.get(f.name) for f in schema.fields.values()},
+    }
 
 
 def _seed_values(schema: SObjectSchema, fields: dict[str, Any]) -> dict[str, Any]:
@@ -1150,10 +1321,12 @@ def _seed_values(schema: SObjectSchema, fields: dict[str, Any]) -> dict[str, Any
 
 
 def _soap_envelope(body: str) -> str:
-    return ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
-            'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" '
-            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-            f"<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+        'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f"<soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
 
 
 def _load_public_key(pem: bytes | str) -> Any:

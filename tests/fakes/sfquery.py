@@ -48,8 +48,15 @@ TEXT_TYPES = frozenset(
 ID_TYPES = frozenset({"id", "reference"})
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
 NAME_SEARCH_FIELDS = frozenset({"Name", "FirstName", "LastName", "Company"})
-_SOAP_TYPES = {"id": "tns:ID", "reference": "tns:ID", "int": "xsd:int", "boolean": "xsd:boolean",
-               "date": "xsd:date", "datetime": "xsd:dateTime", "base64": "xsd:base64Binary"}
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "int": "xsd:int",
+    "boolean": "xsd:boolean",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+    "base64": "xsd:base64Binary",
+}
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
@@ -235,8 +242,18 @@ _TOKEN_RE = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-_STRING_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\",
-                   "_": "_", "%": "%"}
+_STRING_ESCAPES = {
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+    "_": "_",
+    "%": "%",
+}
 
 
 @dataclass
@@ -271,7 +288,7 @@ def _tokenize(text: str, error_code: str) -> list[_Token]:
     while pos < len(text):
         match = _TOKEN_RE.match(text, pos)
         if match is None:
-            raise SfError(400, error_code, f"unexpected token at column {pos + 1}: {text[pos:pos + 20]!r}")
+            raise SfError(400, error_code, f"unexpected token at column {pos + 1}: {text[pos : pos + 20]!r}")
         if match.lastgroup != "ws":
             tokens.append(_Token(match.lastgroup or "", match.group(), pos))
         pos = match.end()
@@ -286,8 +303,11 @@ def _decode_string(raw: str, error_code: str) -> str:
         if char == "\\":
             escaped = raw[i + 1]
             if escaped not in _STRING_ESCAPES:
-                raise SfError(400, error_code, f"Invalid string literal '{raw}'. Illegal character sequence "
-                                               f"'\\{escaped}' in string literal.")
+                raise SfError(
+                    400,
+                    error_code,
+                    f"Invalid string literal '{raw}'. Illegal character sequence '\\{escaped}' in string literal.",
+                )
             out.append(_STRING_ESCAPES[escaped])
             i += 2
         else:
@@ -356,9 +376,13 @@ class _Parser:
             raise self.fail(token)
         schema = self.source.schema(token.text)
         if schema is None:
-            raise SfError(400, "INVALID_TYPE", f"sObject type '{token.text}' is not supported. If you are "
-                                               "attempting to use a custom object, be sure to append the '__c' "
-                                               "after the entity name.")
+            raise SfError(
+                400,
+                "INVALID_TYPE",
+                f"sObject type '{token.text}' is not supported. If you are "
+                "attempting to use a custom object, be sure to append the '__c' "
+                "after the entity name.",
+            )
         return schema
 
     def field_ref(self, schema: SObjectSchema) -> Field:
@@ -367,13 +391,21 @@ class _Parser:
             raise self.fail(token)
         if "." in token.text:
             relation = token.text.split(".")[0]
-            raise SfError(400, "INVALID_FIELD", f"Didn't understand relationship '{relation}' in field path "
-                                                "(the fake does not support relationship queries).")
+            raise SfError(
+                400,
+                "INVALID_FIELD",
+                f"Didn't understand relationship '{relation}' in field path "
+                "(the fake does not support relationship queries).",
+            )
         found = schema.field(token.text)
         if found is None:
-            raise SfError(400, "INVALID_FIELD", f"No such column '{token.text}' on entity '{schema.name}'. If you "
-                                                "are attempting to use a custom field, be sure to append the '__c' "
-                                                "after the custom field name.")
+            raise SfError(
+                400,
+                "INVALID_FIELD",
+                f"No such column '{token.text}' on entity '{schema.name}'. If you "
+                "are attempting to use a custom field, be sure to append the '__c' "
+                "after the custom field name.",
+            )
         return found
 
     def field_list(self, schema: SObjectSchema) -> list[Field]:
@@ -414,8 +446,9 @@ class _Parser:
         while self.at_keyword("AND", "OR"):
             word = self.next().text.lower()
             if connective is not None and word != connective:
-                raise SfError(400, self.error_code, f"unexpected token: '{word.upper()}' (mixing AND and OR "
-                                                    "needs parentheses)")
+                raise SfError(
+                    400, self.error_code, f"unexpected token: '{word.upper()}' (mixing AND and OR needs parentheses)"
+                )
             connective = word
             parts.append(self.unary(schema))
         return (connective, parts) if connective else parts[0]
@@ -486,8 +519,11 @@ def _check_literal(f: Field, lit: _Literal) -> None:
         expected = lit.kind
     if lit.kind != expected:
         quoted = "should be enclosed in quotes" if expected == "string" else "should not be enclosed in quotes"
-        raise SfError(400, "INVALID_QUERY_FILTER_OPERATOR",
-                      f"value of filter criterion for field '{f.name}' must be of type {expected} and {quoted}")
+        raise SfError(
+            400,
+            "INVALID_QUERY_FILTER_OPERATOR",
+            f"value of filter criterion for field '{f.name}' must be of type {expected} and {quoted}",
+        )
     if f.type in ID_TYPES and not is_salesforce_id(lit.value):
         raise SfError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {lit.value}")
 
@@ -575,12 +611,13 @@ def _sort(rows: list[dict[str, Any]], order: list[tuple[Field, bool, bool]]) -> 
 
 def _apply(rows: list[dict[str, Any]], clauses: _Clauses) -> list[dict[str, Any]]:
     selected = [r for r in rows if clauses.where is None or _matches(clauses.where, r)]
-    selected = _sort(selected, clauses.order)[clauses.offset:]
-    return selected if clauses.limit is None else selected[:clauses.limit]
+    selected = _sort(selected, clauses.order)[clauses.offset :]
+    return selected if clauses.limit is None else selected[: clauses.limit]
 
 
-def _project(source: RecordSource, schema: SObjectSchema, record: dict[str, Any],
-             fields: list[Field]) -> dict[str, Any]:
+def _project(
+    source: RecordSource, schema: SObjectSchema, record: dict[str, Any], fields: list[Field]
+) -> dict[str, Any]:
     return {"attributes": source.attributes(schema, record), **{f.name: record.get(f.name) for f in fields}}
 
 
@@ -600,7 +637,7 @@ def run_soql(text: str, source: RecordSource) -> dict[str, Any]:
         start = parser.i
         while not parser.at_keyword("FROM") and parser.peek().kind != "end":
             parser.next()
-        field_tokens = parser.tokens[start:parser.i]
+        field_tokens = parser.tokens[start : parser.i]
         if not field_tokens:
             raise parser.fail()
     parser.expect_keyword("FROM")
@@ -646,7 +683,7 @@ def _text_matches(term_words: list[str], value: Any) -> bool:
     if not isinstance(value, str) or not term_words:
         return False
     words, n = _words(value), len(term_words)
-    return any(words[i:i + n] == term_words for i in range(len(words) - n + 1))
+    return any(words[i : i + n] == term_words for i in range(len(words) - n + 1))
 
 
 def _search_hit(schema: SObjectSchema, record: dict[str, Any], scope: str, term: str) -> bool:
@@ -702,4 +739,3 @@ def run_sosl(text: str, source: RecordSource, default_types: tuple[str, ...]) ->
         hits = [r for r in source.rows(schema) if _search_hit(schema, r, scope, term)]
         found.extend(_project(source, schema, r, fields) for r in _apply(hits, clauses))
     return {"searchRecords": found[:overall]}
-

@@ -158,3 +158,21 @@ def test_redis_down_gives_503_and_the_retry_is_accepted_once_it_is_back(tmp_path
             assert response.json()["status"] == "accepted"  # nothing was half-recorded by the failed attempt
     finally:
         server.stop()
+
+
+def test_calls_are_accepted_after_redis_forgets_the_ingest_script(api, redis_client):
+    # A Redis restart without persistence of the script cache: the first EVALSHA says NOSCRIPT.
+    post(api, payload_bytes(call_session_id="before-flush"))
+    redis_client.script_flush()
+    response = post(api, payload_bytes(call_session_id="after-flush"))
+    assert response.json()["status"] == "accepted"
+    assert queued(redis_client) == 2
+
+
+def test_a_burst_of_concurrent_calls_is_group_committed_and_each_answered_correctly(api, redis_client):
+    bodies = [payload_bytes(call_session_id=f"burst-{i % 50}") for i in range(150)]
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(lambda body: post(api, body).json(), bodies))
+    assert sum(a["status"] == "accepted" for a in answers) == 50
+    assert sum(a["status"] == "duplicate" for a in answers) == 100
+    assert queued(redis_client) == 50
