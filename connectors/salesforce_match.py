@@ -1,0 +1,263 @@
+"""Finding the Contact or Lead a call was with (and, when configured, creating the Lead).
+
+Lookup order follows ``match.by`` (default email, then phone):
+
+* email: SOQL on Contact, then on unconverted Leads, in ``match.order``;
+* phone: one SOSL search ``FIND {…} IN PHONE FIELDS RETURNING Contact(…), Lead(… WHERE
+  IsConverted = false)`` with the E.164 number, then with the national digits — SOQL's
+  ``Phone = '+14155550100'`` is an exact string compare and misses "(415) 555-0100".
+
+Several matches: the first type in ``match.order`` wins, and within it the most
+recently modified record. Every value placed in a query is escaped
+(:func:`soql_quote`, :func:`sosl_escape`): caller data is untrusted.
+
+Results, "nobody" included, are cached in Redis for ``match.cache_seconds`` under
+``{prefix}:salesforce:{connector}:match:{kind}:{sha256}`` (hashed: no emails or phone
+numbers in key names). Creating a Lead takes a Redis lock on the person's identifiers
+and writes the new Lead into the cache, so concurrent calls from one unknown number
+create one Lead, and a retried job finds the Lead it created even before Salesforce's
+search index has it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import phonenumbers
+import redis
+
+from bridge.errors import DeferredError, RetryableError
+from connectors.salesforce_api import SalesforceApi
+from connectors.salesforce_config import MatchConfig
+
+__all__ = ["Matcher", "Person", "soql_quote", "sosl_escape"]
+
+SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
+_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+EMAIL_QUERIES = {
+    "Contact": "SELECT Id, AccountId, OwnerId, LastModifiedDate FROM Contact WHERE Email = {email} "
+    "ORDER BY LastModifiedDate DESC LIMIT 1",
+    "Lead": "SELECT Id, OwnerId, LastModifiedDate FROM Lead WHERE IsConverted = false AND Email = {email} "
+    "ORDER BY LastModifiedDate DESC LIMIT 1",
+}
+CREATED_LEAD_SECONDS = 7 * 86400  # a retried job must find the Lead it created, whatever cache_seconds is
+LOCK_SECONDS = 30
+
+
+def soql_quote(value: str) -> str:
+    """A SOQL string literal: quotes and backslashes escaped, so the value can never end the literal."""
+    return "'" + "".join(_SOQL_ESCAPES.get(char, char) for char in value) + "'"
+
+
+def sosl_escape(value: str) -> str:
+    """A SOSL search term with every reserved character backslash-escaped."""
+    return "".join("\\" + char if char in SOSL_RESERVED else char for char in value)
+
+
+@dataclass(frozen=True)
+class Person:
+    """The matched (or created) Contact or Lead."""
+
+    type: str  # "Contact" | "Lead"
+    id: str
+    account_id: str = ""
+    owner_id: str = ""
+    by: str = ""  # "email" | "phone" | "created"
+
+    def describe(self) -> str:
+        if self.by == "created":
+            return f"Lead {self.id} (created, on_missing=create_lead)"
+        return f"{self.type} {self.id} by {self.by}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The normalized identifiers of the caller: lower-cased email, E.164 and national-digit phone."""
+
+    email: str = ""
+    e164: str = ""
+    national: str = ""
+
+    @classmethod
+    def of(cls, call: Mapping[str, Any], region: str) -> Identity:
+        email = str(call.get("caller_email") or "").strip().lower()
+        e164 = national = ""
+        raw = str(call.get("phone") or "").strip()
+        if raw:
+            try:
+                number = phonenumbers.parse(raw, region or "US")
+            except phonenumbers.NumberParseException:
+                number = None
+            if number is not None and phonenumbers.is_possible_number(number):
+                e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                national = str(number.national_number)
+        return cls(email if "@" in email else "", e164, national)
+
+    def identifiers(self) -> list[tuple[str, str]]:
+        """(kind, value) pairs the cache is keyed by."""
+        return [(kind, value) for kind, value in (("email", self.email), ("phone", self.e164)) if value]
+
+
+class Matcher:
+    """Finds people for one connector; shared by its worker threads."""
+
+    def __init__(
+        self,
+        api: SalesforceApi,
+        config: MatchConfig,
+        *,
+        redis_client: redis.Redis | None,
+        key_prefix: str,
+        log: logging.Logger,
+    ) -> None:
+        self.api = api
+        self.config = config
+        self.redis = redis_client
+        self.key_prefix = key_prefix
+        self.log = log
+
+    # -- lookup ------------------------------------------------------------------------
+    def find(self, identity: Identity) -> Person | None:
+        """The best match by the configured identifiers, or None."""
+        for kind in self.config.by:
+            value = identity.email if kind == "email" else identity.e164
+            if not value:
+                continue
+            cached = self._cache_get(kind, value)
+            if cached is not None:
+                if not cached:
+                    continue  # cached "nobody"
+                try:
+                    return Person(**cached)
+                except TypeError:
+                    pass  # an entry from another version of the bridge: ask Salesforce
+            person = self._by_email(value) if kind == "email" else self._by_phone(identity)
+            self._cache_set(kind, value, person, self.config.cache_seconds)
+            if person is not None:
+                return person
+        return None
+
+    def _by_email(self, email: str) -> Person | None:
+        for sobject in self.config.order:
+            soql = EMAIL_QUERIES[sobject].format(email=soql_quote(email))
+            records = self.api.query(soql, what=f"find {sobject} by email")
+            if records:
+                return _person(records[0], "email")
+        return None
+
+    def _by_phone(self, identity: Identity) -> Person | None:
+        returning = ", ".join(
+            "Contact(Id, AccountId, OwnerId, LastModifiedDate)"
+            if sobject == "Contact"
+            else "Lead(Id, OwnerId, LastModifiedDate WHERE IsConverted = false)"
+            for sobject in self.config.order
+        )
+        for term in dict.fromkeys(t for t in (identity.e164, identity.national) if t):
+            sosl = f"FIND {{{sosl_escape(term)}}} IN PHONE FIELDS RETURNING {returning}"
+            records = self.api.search(sosl, what="find Contact/Lead by phone")
+            best = _best(records, self.config.order)
+            if best is not None:
+                return _person(best, "phone")
+        return None
+
+    # -- creating a Lead ---------------------------------------------------------------------
+    @contextmanager
+    def creating(self, identity: Identity) -> Iterator[None]:
+        """Hold the lock on this person while looking again and creating, so one Lead is created, not two."""
+        if self.redis is None or not identity.identifiers():
+            yield
+            return
+        digest = _digest("|".join(f"{k}={v}" for k, v in identity.identifiers()))
+        try:
+            lock = self.redis.lock(f"{self.key_prefix}:lead-lock:{digest}", timeout=LOCK_SECONDS, blocking_timeout=10)
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise RetryableError(f"cannot lock the new Lead in Redis: {type(exc).__name__}") from exc
+        if not acquired:  # not this call's fault: try again soon without using up a retry
+            raise DeferredError("another worker is creating a Lead for this caller", retry_after=5)
+        try:
+            yield
+        finally:
+            with suppress(redis.RedisError):  # it expires on its own
+                lock.release()
+
+    def created_for_call(self, call_session_id: str) -> str | None:
+        """The Lead an earlier attempt of this call created, if any."""
+        value = self._redis_get(f"{self.key_prefix}:lead-for-call:{_digest(call_session_id)}")
+        return value or None
+
+    def remember_created(self, call_session_id: str, identity: Identity, person: Person) -> None:
+        """Write the new Lead through to the cache (instead of waiting for Salesforce's search index)."""
+        ttl = max(self.config.cache_seconds, CREATED_LEAD_SECONDS)
+        self._redis_set(f"{self.key_prefix}:lead-for-call:{_digest(call_session_id)}", person.id, ttl)
+        for kind, value in identity.identifiers():
+            self._cache_set(kind, value, replace(person, by=kind), ttl)
+
+    # -- cache ---------------------------------------------------------------------------
+    def _cache_key(self, kind: str, value: str) -> str:
+        return f"{self.key_prefix}:match:{kind}:{_digest(value)}"
+
+    def _cache_get(self, kind: str, value: str) -> dict[str, Any] | None:
+        """A cached person (dict), {} for a cached "nobody", None when not cached."""
+        if not self.config.cache_seconds:
+            return None
+        raw = self._redis_get(self._cache_key(kind, value))
+        if raw is None:
+            return None
+        try:
+            decoded = json.loads(raw)
+        except ValueError:
+            return None
+        return decoded if isinstance(decoded, dict) else None
+
+    def _cache_set(self, kind: str, value: str, person: Person | None, ttl: int) -> None:
+        if ttl > 0:
+            self._redis_set(self._cache_key(kind, value), json.dumps(asdict(person) if person else {}), ttl)
+
+    def _redis_get(self, key: str) -> str | None:
+        if self.redis is None:
+            return None
+        try:
+            value = self.redis.get(key)
+        except redis.RedisError as exc:  # the cache is an optimisation: ask Salesforce instead
+            self.log.warning("match cache unavailable (%s); asking Salesforce", type(exc).__name__)
+            return None
+        return value.decode() if isinstance(value, bytes) else value
+
+    def _redis_set(self, key: str, value: str, ttl: int) -> None:
+        if self.redis is None:
+            return
+        try:
+            self.redis.set(key, value, ex=ttl)
+        except redis.RedisError as exc:
+            self.log.warning("match cache unavailable (%s); result not cached", type(exc).__name__)
+
+
+def _best(records: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
+    """The first type in `order` that has records; among those, the most recently modified."""
+    for sobject in order:
+        hits = [r for r in records if (r.get("attributes") or {}).get("type") == sobject and r.get("Id")]
+        if hits:
+            return max(hits, key=lambda r: str(r.get("LastModifiedDate") or ""))
+    return None
+
+
+def _person(record: dict[str, Any], by: str) -> Person:
+    sobject = str((record.get("attributes") or {}).get("type") or ("Contact" if "AccountId" in record else "Lead"))
+    return Person(
+        type=sobject,
+        id=str(record["Id"]),
+        account_id=str(record.get("AccountId") or ""),
+        owner_id=str(record.get("OwnerId") or ""),
+        by=by,
+    )
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
