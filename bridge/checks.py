@@ -64,9 +64,13 @@ def run_checks(config_path: Path, payload: Path | None = None) -> tuple[list[str
         except BridgeError as exc:
             problems.append(str(exc))
             continue
-        problems.extend(f"{settings.config_path}: {problem}" for problem in built.check())
         mapping = f", mapping {built.mapping.name}" if built.mapping else ""
-        report.append(f"connector {name}: type {raw.get('type')}, {state}{mapping}")
+        if state == "enabled":
+            problems.extend(f"{settings.config_path}: {problem}" for problem in built.check())
+            report.append(f"connector {name}: type {raw.get('type')}, enabled{mapping}")
+        else:
+            # Keys and types are checked; credentials and files only once it is enabled.
+            report.append(f"connector {name}: type {raw.get('type')}, disabled{mapping} (credentials not checked)")
         if state == "enabled":
             connectors[name] = built
 
