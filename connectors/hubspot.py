@@ -1,0 +1,371 @@
+"""The `hubspot` connector: each call becomes one Call engagement on the right Contact, plus a follow-up Task.
+
+Per call it (1) finds the contact (:mod:`connectors.hubspot_match`: one
+search at most, usually none thanks to the shared cache), (2) writes the
+Call with the mapping's properties, the call id in `call_id_property`, the
+owner from `owner_map` and the contact association inline, exactly once
+(:mod:`connectors.hubspot_ledger`), and (3) when the mapping's `follow_up`
+condition holds, writes a Task the same way. A new call therefore costs one
+request; a retried or replayed one a PATCH (plus an association PUT if the
+contact changed). When HubSpot refuses a write naming a contact id that came
+from the lookup cache (deleted or merged since), the contact is looked up
+afresh and the delivery runs once more.
+
+With no matching contact, `match.on_missing` decides: `unassociated` (the
+default) logs the call without a contact, `create_contact` creates one (which
+may count as a billed marketing contact: see MatchConfig), `skip` writes
+nothing. Requests share per-account budgets in Redis across every worker
+(:mod:`connectors.hubspot_limits`) and HubSpot's answers are translated into
+bridge errors in one place (:mod:`connectors.hubspot_client`).
+
+Redis keys, under ``{prefix}:hubspot:``:
+    {name}:ledger:{call|follow_up|contact}:{key}   HubSpot ids + intent markers (400 days)
+    {name}:lookup:contact:{email|phone}:{value}    contact lookups (lookup_cache_seconds)
+    {name}:lookup:deal:{contact id}                open-deal lookups
+    budget:{account}:{10s|search|paused}           shared rate budgets and the daily pause
+where {account} is a short hash of base URL and token, so two connectors on
+one HubSpot account share one budget (the token itself is never stored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any
+
+from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
+from bridge.errors import PermanentError
+from bridge.mapping import CompiledMapping
+from connectors.hubspot_client import HubSpotClient, existing_id_from_conflict
+from connectors.hubspot_config import HubSpotConfig, config_problems
+from connectors.hubspot_ledger import Ledger, Outcome, write_once
+from connectors.hubspot_limits import DailyPause, RollingLimiter
+from connectors.hubspot_match import ContactFinder, ContactMatch, Identity, LookupCache, identities_of
+from connectors.hubspot_records import (
+    CALL_ASSOCIATION_TYPES,
+    TASK_ASSOCIATION_TYPES,
+    association,
+    drop_insecure_recording,
+    split_name,
+    to_properties,
+)
+from connectors.hubspot_setup import ensure_call_id_property
+
+__all__ = ["HubSpotConnector"]
+
+FOLLOW_UP = "follow_up"
+PLACEHOLDER_CONTACT = "<matched contact>"
+LIMITER_MAX_WAIT_SECONDS = 30.0
+# Keep a little of each budget in reserve: a request reaches HubSpot a moment after its slot was granted.
+WINDOW_GUARD_SECONDS = 0.5
+
+
+class HubSpotConnector(Connector):
+    """Delivers calls to HubSpot (see the module docstring); one instance serves every worker thread."""
+
+    Config = HubSpotConfig
+    default_mapping = "hubspot_call.yaml"
+
+    def __init__(self, name: str, config: HubSpotConfig, services: Services, mapping: CompiledMapping | None) -> None:
+        super().__init__(name, config, services, mapping)
+        self.config: HubSpotConfig = config
+        self._keys = f"{services.prefix}:hubspot:{name}"
+        account = hashlib.sha256(f"{config.base_url}|{config.access_token}".encode()).hexdigest()[:16]
+        self._budget = f"{services.prefix}:hubspot:budget:{account}"
+        self._stale_after = config.search_settle_seconds + services.delivery.timeout_seconds
+        self._client: HubSpotClient | None = None
+        self._stores_built: tuple[Ledger, Ledger, ContactFinder] | None = None
+        self._lock = threading.RLock()
+
+    # -- wiring (lazy: nothing is built by check, preview or import) -----------------------
+    @property
+    def client(self) -> HubSpotClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._build_client()
+            return self._client
+
+    def _build_client(self) -> HubSpotClient:
+        config, redis = self.config, self.services.redis
+        limiter = search_limiter = pause = None
+        if redis is not None:
+            margin = max(1, config.requests_per_10s // 20)
+            limiter = RollingLimiter(
+                redis,
+                f"{self._budget}:10s",
+                max(1, config.requests_per_10s - margin),
+                10.0 + WINDOW_GUARD_SECONDS,
+                max_wait_seconds=LIMITER_MAX_WAIT_SECONDS,
+            )
+            search_limiter = RollingLimiter(
+                redis,
+                f"{self._budget}:search",
+                config.search_per_second,
+                1.0 + WINDOW_GUARD_SECONDS / 5,
+                max_wait_seconds=LIMITER_MAX_WAIT_SECONDS,
+            )
+            pause = DailyPause(redis, f"{self._budget}:paused")
+        return HubSpotClient(
+            base_url=config.base_url,
+            objects_path=config.objects_path,
+            token=config.access_token,
+            delivery=self.services.delivery,
+            timezone=config.daily_reset_timezone,
+            transport=self.services.http_transport,
+            limiter=limiter,
+            search_limiter=search_limiter,
+            pause=pause,
+        )
+
+    def _stores(self) -> tuple[Ledger, Ledger, ContactFinder]:
+        """The ledgers (calls and tasks; created contacts) and the contact finder, built on first delivery."""
+        redis = self.services.redis
+        if redis is None:
+            raise PermanentError("the HubSpot connector needs Redis (its exactly-once ledger lives there)")
+        with self._lock:
+            if self._stores_built is None:
+                ledger = Ledger(redis, f"{self._keys}:ledger")
+                # A contact the bridge created is remembered briefly; after that, search finds it (or its merge).
+                ttl = max(3600.0, self.config.lookup_cache_seconds)
+                contacts = Ledger(redis, f"{self._keys}:ledger", ttl_seconds=ttl)
+                cache = LookupCache(redis, f"{self._keys}:lookup", self.config.lookup_cache_seconds)
+                self._stores_built = (ledger, contacts, ContactFinder(self.client, cache))
+            return self._stores_built
+
+    # -- the plug-in interface ------------------------------------------------------------
+    def check(self) -> list[str]:
+        return config_problems(self.name, self.config)
+
+    def setup(self) -> list[str]:
+        return ensure_call_id_property(self.client, self.config.call_id_property)
+
+    def deliver(self, delivery: Delivery) -> DeliveryResult:
+        """Write the call (and its follow-up task) exactly once; see the module docstring."""
+        try:
+            try:
+                return self._deliver(delivery, fresh=False)
+            except _StaleContact as stale:
+                # A cached contact HubSpot no longer has (deleted or merged since): look it up again, once.
+                # (A genuine validation error with a cached contact costs one extra search before failing.)
+                self.log.info("cached contact %s was refused (%s); searching again", stale.contact, stale.reason)
+                return self._deliver(delivery, fresh=True)
+        except PermanentError as exc:
+            raise self._explained(exc) from exc
+
+    def _deliver(self, delivery: Delivery, *, fresh: bool) -> DeliveryResult:
+        ledger, contacts, finder = self._stores()
+        notes: list[str] = []
+        call_properties = self._call_properties(delivery, notes, log=True)
+        task_properties = self._task_properties(delivery, notes)
+        contact, match = self._contact(delivery, finder, contacts, fresh=fresh)
+        if contact is None and self.config.match.on_missing == "skip":
+            return DeliveryResult(match=match, skipped="no contact matched (on_missing=skip)", notes=notes)
+
+        try:
+            targets = self._call_targets(contact, finder)
+            call = self._write(ledger, "call", delivery.call_session_id, "calls", call_properties, targets)
+            records = {"call": call.id}
+            if task_properties is not None:
+                task_targets = {"contacts": contact.id} if contact is not None else {}
+                key = f"{delivery.call_session_id}:{FOLLOW_UP}"
+                task = self._write(ledger, FOLLOW_UP, key, "tasks", task_properties, task_targets)
+                records[FOLLOW_UP] = task.id
+        except PermanentError as exc:
+            if contact is not None and contact.cached and exc.status in (400, 404):
+                raise _StaleContact(contact.id, exc.message) from exc
+            raise
+        if contact is not None:
+            records["contact"] = contact.id
+        return DeliveryResult(records=records, match=match, notes=notes)
+
+    def _explained(self, exc: PermanentError) -> PermanentError:
+        """Add the fix to HubSpot's message when the call-id property is missing (setup was not run)."""
+        name = self.config.call_id_property
+        if exc.status != 400 or name not in exc.message:
+            return exc
+        hint = f"{exc.message} (create the {name} property with `agni-bridge setup --connector {self.name}`)"
+        return PermanentError(hint, status=exc.status, code=exc.code, details=exc.details)
+
+    def preview(self, delivery: Delivery) -> list[Preview]:
+        notes: list[str] = []
+        base = f"{self.config.base_url.rstrip('/')}/{self.config.objects_path.strip('/')}"
+        headers = {"authorization": "Bearer <access_token>", "content-type": "application/json"}
+        targets = {"contacts": PLACEHOLDER_CONTACT}
+        if self.config.associate.company:
+            targets["companies"] = "<the contact's primary company>"
+        if self.config.associate.deal:
+            targets["deals"] = "<the contact's most recent open deal>"
+        previews = [
+            Preview(
+                target=f"POST {base}/calls",
+                body=_create_body(self._call_properties(delivery, notes), targets, CALL_ASSOCIATION_TYPES),
+                headers=headers,
+            )
+        ]
+        task = self._task_properties(delivery, notes)
+        if task is not None:
+            body = _create_body(task, {"contacts": PLACEHOLDER_CONTACT}, TASK_ASSOCIATION_TYPES)
+            previews.append(Preview(target=f"POST {base}/tasks", body=body, headers=headers))
+        if self.config.match.on_missing == "create_contact":
+            body = {"properties": self._contact_properties(delivery, self._identities(delivery)), "associations": []}
+            previews.append(Preview(target=f"POST {base}/contacts (only when no contact matches)", body=body))
+        return previews
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+                self._stores_built = None
+
+    # -- properties -----------------------------------------------------------------------
+    def _call_properties(self, delivery: Delivery, notes: list[str], *, log: bool = False) -> dict[str, str]:
+        properties = to_properties(delivery.record, notes)
+        warning = drop_insecure_recording(properties, notes)
+        if warning and log:
+            self.log.warning("%s (call %s)", warning, delivery.call_session_id)
+        properties[self.config.call_id_property] = delivery.call_session_id
+        self._add_owner(properties, delivery)
+        return properties
+
+    def _task_properties(self, delivery: Delivery, notes: list[str]) -> dict[str, str] | None:
+        rendered = self.mapping.render_follow_up(delivery.context) if self.mapping is not None else None
+        if rendered is None:
+            return None
+        properties = to_properties(rendered, notes)
+        properties[self.config.call_id_property] = f"{delivery.call_session_id}:{FOLLOW_UP}"
+        self._add_owner(properties, delivery)
+        return properties
+
+    def _add_owner(self, properties: dict[str, str], delivery: Delivery) -> None:
+        if properties.get("hubspot_owner_id"):
+            return  # the mapping decided
+        agent = str(delivery.call.get("agent_name") or "")
+        owner = self.config.owners.get(agent) or self.config.default_owner
+        if owner:
+            properties["hubspot_owner_id"] = owner
+
+    def _contact_properties(self, delivery: Delivery, identities: list[Identity]) -> dict[str, str]:
+        base: dict[str, Any] = split_name(delivery.call.get("caller_name"))
+        for identity in identities:
+            base["email" if identity.by == "email" else "phone"] = identity.value
+        if self.mapping is not None:
+            base.update(self.mapping.render_new_contact(delivery.context))
+        base.update(self.config.match.contact_properties)
+        return to_properties(base, [])
+
+    # -- the contact ----------------------------------------------------------------------
+    def _identities(self, delivery: Delivery) -> list[Identity]:
+        return identities_of(delivery.call, list(self.config.match.by), self.config.match.default_region)
+
+    def _contact(
+        self, delivery: Delivery, finder: ContactFinder, contacts: Ledger, *, fresh: bool
+    ) -> tuple[ContactMatch | None, str]:
+        identities = self._identities(delivery)
+        found = finder.find(identities, fresh=fresh) if identities else None
+        if found is not None:
+            return found, f"contact {found.id} by {found.by}"
+        on_missing = self.config.match.on_missing
+        if on_missing != "create_contact":
+            return None, f"none (on_missing={on_missing})"
+        if not identities:
+            return None, "none (no email or phone to create a contact from)"
+        created = self._create_contact(delivery, identities, finder, contacts)
+        return created, f"contact {created.id} created (on_missing=create_contact)"
+
+    def _create_contact(
+        self, delivery: Delivery, identities: list[Identity], finder: ContactFinder, contacts: Ledger
+    ) -> ContactMatch:
+        properties = self._contact_properties(delivery, identities)
+
+        def create(touch: Any) -> str:
+            try:
+                return self.client.create("contacts", properties, [], on_send=touch)
+            except PermanentError as exc:
+                existing = existing_id_from_conflict(exc)  # the email is taken: that contact is the one
+                if existing is None:
+                    raise
+                return existing
+
+        def find() -> str | None:
+            match = finder.find(identities, fresh=True)
+            return match.id if match is not None else None
+
+        # Keyed by the person, not the call: two calls from one new number must not create two contacts.
+        key = f"{identities[0].by}:{identities[0].value}"
+        outcome = write_once(
+            contacts, "contact", key, create=create, find=find, update=None, links=frozenset(),
+            stale_after=self._stale_after,
+        )  # fmt: skip
+        created = ContactMatch(outcome.id, "created")
+        finder.remember(identities, created)
+        return created
+
+    def _call_targets(self, contact: ContactMatch | None, finder: ContactFinder) -> dict[str, str]:
+        if contact is None:
+            return {}
+        targets = {"contacts": contact.id}
+        if self.config.associate.company and contact.company_id:
+            targets["companies"] = contact.company_id
+        if self.config.associate.deal:
+            deal = finder.open_deal(contact.id, list(self.config.associate.closed_deal_stages))
+            if deal is not None:
+                targets["deals"] = deal
+        return targets
+
+    # -- writing --------------------------------------------------------------------------
+    def _write(
+        self,
+        ledger: Ledger,
+        kind: str,
+        key: str,
+        object_type: str,
+        properties: dict[str, str],
+        targets: dict[str, str],
+    ) -> Outcome:
+        types = CALL_ASSOCIATION_TYPES if object_type == "calls" else TASK_ASSOCIATION_TYPES
+        links = frozenset(f"{to_type}:{to_id}" for to_type, to_id in targets.items())
+        body = _create_body(properties, targets, types)
+        # Updating a task must not reopen one the rep has completed since.
+        update_properties = {k: v for k, v in properties.items() if k != "hs_task_status"}
+
+        outcome = write_once(
+            ledger,
+            kind,
+            key,
+            create=lambda touch: self.client.create(
+                object_type, body["properties"], body["associations"], on_send=touch
+            ),
+            find=lambda: self._find_by_call_id(object_type, key),
+            update=lambda object_id: self.client.update(object_type, object_id, update_properties),
+            links=links,
+            stale_after=self._stale_after,
+        )
+        missing = links - outcome.links
+        for link in sorted(missing):  # e.g. a replay after the contact was created or changed
+            to_type, to_id = link.split(":", 1)
+            self.client.associate(object_type, outcome.id, to_type, to_id)
+        if missing:
+            ledger.add_links(kind, key, outcome.links, missing)
+        return outcome
+
+    def _find_by_call_id(self, object_type: str, key: str) -> str | None:
+        name = self.config.call_id_property
+        results = self.client.search(
+            object_type, [[{"propertyName": name, "operator": "EQ", "value": key}]], [name], limit=1
+        )
+        return str(results[0]["id"]) if results else None
+
+
+class _StaleContact(Exception):
+    """HubSpot refused a write that named a contact id taken from the lookup cache."""
+
+    def __init__(self, contact: str, reason: str) -> None:
+        super().__init__(reason)
+        self.contact = contact
+        self.reason = reason
+
+
+def _create_body(properties: dict[str, str], targets: dict[str, str], types: dict[str, int]) -> dict[str, Any]:
+    associations = [association(to_id, types[to_type]) for to_type, to_id in targets.items()]
+    return {"properties": properties, "associations": associations}

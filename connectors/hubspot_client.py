@@ -1,0 +1,295 @@
+"""HubSpot over HTTP: the one place that sends requests and translates HubSpot's answers into bridge errors.
+
+Every request waits for a slot in the shared budgets (:mod:`connectors.hubspot_limits`),
+carries the bearer token (never logged, never put in an error), and comes back
+either as parsed JSON or as one of the bridge's errors:
+
+    429 DAILY                   PausedError until midnight in the account's time zone (and a shared pause)
+    429 TEN_SECONDLY_ROLLING    RetryableError, retry_after = Retry-After, else the interval header, else 10 s
+    429 search "secondly limit" RetryableError, retry_after = 1 s
+    5xx, 408, 423, timeouts     RetryableError (a 423 "locked" after ~2 s)
+    other 4xx                   PermanentError with HubSpot's message, `code` = its category,
+                                details = {"correlationId": …}
+
+HubSpot says to treat every field of its error body as optional, and proxies
+answer with HTML, so nothing here assumes a shape. Idempotent requests (search,
+PATCH, associations, reads) are retried in-call per `delivery.http_attempts`;
+a create is retried in-call only when it certainly did not land (a 429, or the
+local budget timed out), because a timed-out create may have been written.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+
+from bridge import __version__
+from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
+from bridge.http import parse_retry_after, retrying, translate_transport_errors
+from bridge.settings import DeliverySettings
+from connectors.hubspot_config import token_is_usable
+from connectors.hubspot_limits import LOCAL_LIMIT, DailyPause, RollingLimiter, seconds_until_midnight
+
+__all__ = ["HubSpotClient", "certainly_not_written", "existing_id_from_conflict"]
+
+_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+_RETRY_STATUSES = frozenset({408, 423, 425, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529})
+
+
+def certainly_not_written(exc: ConnectorError) -> bool:
+    """True when HubSpot refused the request outright (4xx, 429) or it was never sent; False when unknown."""
+    if exc.code == LOCAL_LIMIT:
+        return True
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+def existing_id_from_conflict(exc: ConnectorError) -> str | None:
+    """The id in HubSpot's 409 "Contact already exists. Existing ID: 123", if that is what `exc` is."""
+    if exc.status != 409:
+        return None
+    found = _EXISTING_ID.search(exc.message)
+    return found.group(1) if found else None
+
+
+class _NotReplayable(Exception):
+    """Carries a RetryableError out of tenacity without an in-call retry (an ambiguous create)."""
+
+    def __init__(self, error: RetryableError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class HubSpotClient:
+    """A thread-safe HubSpot API client; the underlying httpx.Client is created on first use."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        objects_path: str,
+        token: str,
+        delivery: DeliverySettings,
+        timezone: str = "UTC",
+        transport: httpx.BaseTransport | None = None,
+        limiter: RollingLimiter | None = None,
+        search_limiter: RollingLimiter | None = None,
+        pause: DailyPause | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.objects_path = "/" + objects_path.strip("/")
+        self.properties_path = self.objects_path.replace("/objects", "/properties", 1)
+        # v3 objects pair with v4 associations; date-versioned paths (/crm/objects/2026-03) serve them directly.
+        self.associations_path = self.objects_path.replace("/v3/", "/v4/", 1)
+        self.delivery = delivery
+        self.timezone = timezone
+        self._token = token
+        self._transport = transport
+        self._limiter = limiter
+        self._search_limiter = search_limiter
+        self._pause = pause
+        self._http: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"HubSpotClient({self.base_url}{self.objects_path})"
+
+    @property
+    def http(self) -> httpx.Client:
+        with self._lock:
+            if self._http is None:
+                if not token_is_usable(self._token):
+                    # Checked here because httpx would echo an illegal header value in its error.
+                    raise PermanentError("HubSpot access_token is empty or contains spaces or non-ASCII characters")
+                timeout = self.delivery.timeout_seconds
+                self._http = httpx.Client(
+                    base_url=self.base_url,
+                    transport=self._transport,
+                    timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                    follow_redirects=False,
+                    headers={"authorization": f"Bearer {self._token}", "user-agent": f"agni-bridge/{__version__}"},
+                )
+            return self._http
+
+    def close(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
+    # -- operations -----------------------------------------------------------------------
+    def create(
+        self,
+        object_type: str,
+        properties: dict[str, str],
+        associations: list[dict[str, Any]],
+        *,
+        on_send: Callable[[], None] | None = None,
+    ) -> str:
+        """POST a new object; returns its id. Not retried in-call unless it certainly did not land.
+
+        `on_send` runs right before each attempt goes out (after any wait for a
+        rate-limit slot): the exactly-once guard stamps its intent marker there.
+        """
+        body = {"properties": properties, "associations": associations}
+        path = f"{self.objects_path}/{object_type}"
+        found = self._send("POST", path, body, what=f"create {object_type}", safe=False, on_send=on_send)
+        object_id = found.get("id") if isinstance(found, dict) else None
+        if not object_id:
+            # It may well have landed: the exactly-once guard's search finds it on the next attempt.
+            raise RetryableError(f"HubSpot create {object_type}: answer without an object id")
+        return str(object_id)
+
+    def update(self, object_type: str, object_id: str, properties: dict[str, str]) -> None:
+        path = f"{self.objects_path}/{object_type}/{object_id}"
+        self._send("PATCH", path, {"properties": properties}, what=f"update {object_type} {object_id}")
+
+    def search(
+        self,
+        object_type: str,
+        filter_groups: list[list[dict[str, Any]]],
+        properties: list[str],
+        *,
+        sorts: list[dict[str, str]] | None = None,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        """One page of search results (each `{"id", "properties": {...}}`), in HubSpot's order."""
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters} for filters in filter_groups],
+            "properties": properties,
+            "limit": limit,
+        }
+        if sorts:
+            body["sorts"] = sorts
+        path = f"{self.objects_path}/{object_type}/search"
+        found = self._send("POST", path, body, what=f"search {object_type}", search=True)
+        results = found.get("results") if isinstance(found, dict) else None
+        return [r for r in results or [] if isinstance(r, dict) and r.get("id")]
+
+    def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        """Ensure the default association exists (v4 PUT: idempotent, no type id needed)."""
+        path = f"{self.associations_path}/{from_type}/{from_id}/associations/default/{to_type}/{to_id}"
+        self._send("PUT", path, None, what=f"associate {from_type} {from_id} with {to_type} {to_id}")
+
+    def list_properties(self, object_type: str) -> list[dict[str, Any]]:
+        found = self._send("GET", f"{self.properties_path}/{object_type}", None, what=f"list {object_type} properties")
+        results = found.get("results") if isinstance(found, dict) else None
+        return [p for p in results or [] if isinstance(p, dict)]
+
+    def create_property(self, object_type: str, definition: dict[str, Any]) -> None:
+        path = f"{self.properties_path}/{object_type}"
+        self._send("POST", path, definition, what=f"create {object_type} property {definition.get('name')}")
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        what: str,
+        search: bool = False,
+        safe: bool = True,
+        on_send: Callable[[], None] | None = None,
+    ) -> Any:
+        def attempt() -> Any:
+            try:
+                return self._once(method, path, body, what=what, search=search, on_send=on_send)
+            except RetryableError as exc:
+                if safe or isinstance(exc, PausedError) or certainly_not_written(exc):
+                    raise
+                raise _NotReplayable(exc) from exc
+
+        try:
+            return retrying(self.delivery, attempt)
+        except _NotReplayable as wrapped:
+            raise wrapped.error from wrapped.error.__cause__
+
+    def _once(
+        self, method: str, path: str, body: Any, *, what: str, search: bool, on_send: Callable[[], None] | None
+    ) -> Any:
+        if self._pause is not None:
+            self._pause.check()
+        # Searches count against both budgets (HubSpot does not say they are exempt from the ten-second one).
+        # The short search slot is taken last, right before sending: a slot taken before a long wait for the
+        # ten-second budget would be spent by the time the request arrives, and HubSpot would see a burst.
+        with ExitStack() as slots:
+            if self._limiter is not None:
+                slots.enter_context(self._limiter.slot())
+            if search and self._search_limiter is not None:
+                slots.enter_context(self._search_limiter.slot())
+            if on_send is not None:
+                on_send()
+            with translate_transport_errors(f"HubSpot {what}"):
+                response = self.http.request(method, path, json=body)
+        if response.status_code < 300:
+            if not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise RetryableError(
+                    f"HubSpot {what}: answered {response.status_code} with a body that is not JSON"
+                ) from exc
+        raise self._error(response, what, search)
+
+    def _error(self, response: httpx.Response, what: str, search: bool) -> ConnectorError:
+        status = response.status_code
+        body = _json_object(response)
+        # A JSON body without a message says nothing more; a non-JSON one (a proxy's HTML page) may.
+        message = _text(body.get("message")) or (None if body else _excerpt(response)) or f"HTTP {status}"
+        extra = [_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
+        extra = [e for e in extra if e and e not in message][:3]
+        if extra:
+            message = f"{message} ({'; '.join(extra)})"
+        message = f"HubSpot {what}: {message}"
+        code = _text(body.get("category")) or _text(body.get("errorType")) or None
+        correlation = _text(body.get("correlationId"))
+        details = {"correlationId": correlation} if correlation else {}
+        kwargs: dict[str, Any] = {"status": status, "code": code, "details": details}
+        if status == 429:
+            policy = _text(body.get("policyName")).upper()
+            if policy == "DAILY":
+                wait = seconds_until_midnight(self.timezone)
+                if self._pause is not None:
+                    self._pause.pause(wait)
+                return PausedError(message, retry_after=wait, **kwargs)
+            header_wait = parse_retry_after(response.headers.get("retry-after"))
+            if "secondly limit" in message.lower() or (search and policy != "TEN_SECONDLY_ROLLING"):
+                return RetryableError(message, retry_after=header_wait or 1.0, **kwargs)
+            return RetryableError(message, retry_after=header_wait or _interval(response) or 10.0, **kwargs)
+        if status in _RETRY_STATUSES or status >= 500:
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            return RetryableError(message, retry_after=2.0 if status == 423 and wait is None else wait, **kwargs)
+        if status == 477:  # portal migration in progress (HubSpot sends Retry-After)
+            return RetryableError(message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs)
+        return PermanentError(message, **kwargs)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        parsed = response.json()
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = response.text.strip()
+    return re.sub(r"\s+", " ", text)[:300] if text else ""
+
+
+def _interval(response: httpx.Response) -> float | None:
+    raw = response.headers.get("x-hubspot-ratelimit-interval-milliseconds")
+    try:
+        return max(0.0, float(raw) / 1000) if raw else None
+    except ValueError:
+        return None

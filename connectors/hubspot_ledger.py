@@ -1,0 +1,240 @@
+"""Exactly once without unique properties: a Redis ledger, an intent marker, and search as the fallback.
+
+HubSpot documents no unique properties on calls or tasks, and its search is
+eventually consistent (a new object is findable only after a few seconds), so
+neither "upsert by id property" nor "search before create" alone stops a
+duplicate. Searching before every create would also spend the scarce search
+budget (5/s per account). Instead, for each object the bridge writes (the
+call, its follow-up task, a contact it creates) :func:`write_once` does, in
+one atomic Redis step and then over HTTP:
+
+1. The ledger has the HubSpot id → PATCH that object (a retry, redelivery or
+   a replay months later updates instead of duplicating). 0 searches.
+2. No id and no intent marker → set the marker, create, then record the id.
+   0 searches: a new call costs one request.
+3. No id but a marker → an earlier attempt may have created the object and
+   crashed or timed out before recording it. Search for it (calls and tasks
+   by the call-id property, contacts by email/phone): found → PATCH it and
+   record the id; not found and the marker is younger than `stale_after` →
+   DeferredError (try later, do not create); older → create.
+
+The marker is re-stamped the moment a create goes out (after any wait for a
+rate-limit slot), and `stale_after` is the request timeout plus HubSpot's
+index lag (`search_settle_seconds`): 20 s + 10 s = 30 s by default. A create
+HubSpot certainly refused (a 4xx) clears the marker, so the next attempt goes
+straight to step 2.
+
+The remaining window: a duplicate needs BOTH a create that landed without its
+id being recorded (a crash in the microseconds between HubSpot's answer and
+the Redis write, or a request that timed out on our side yet was written) AND
+HubSpot's search still not showing that object `stale_after` seconds after
+the create went out, i.e. 10 s or more after a write that finished within
+the timeout. Search normally catches up within seconds, so it takes a crash
+or lost answer and an indexing delay several times the usual at once. Ids
+are kept for 400 days after the call's last delivery (replays within that
+time update; a replay after it would create a second call). Marker ages
+assume worker clocks agree to within a few seconds (NTP).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+
+from bridge.errors import ConnectorError, DeferredError, PermanentError, RetryableError
+from connectors.hubspot_client import certainly_not_written
+
+__all__ = ["LEDGER_TTL_SECONDS", "Claim", "Ledger", "Outcome", "write_once"]
+
+T = TypeVar("T")
+
+LEDGER_TTL_SECONDS = 400 * 86400
+
+# KEYS[1] the entry; ARGV: a new marker, the TTL. One atomic step, so a writer that records its id
+# between our read and our claim cannot be missed: {"id", id, links} | {"claimed"} | {"held", marker}.
+_CLAIM = """
+local id = redis.call('hget', KEYS[1], 'id')
+if id then
+  redis.call('expire', KEYS[1], ARGV[2])  -- every delivery of the call restarts its 400 days
+  return {'id', id, redis.call('hget', KEYS[1], 'links') or ''}
+end
+if redis.call('hsetnx', KEYS[1], 'intent', ARGV[1]) == 1 then
+  redis.call('expire', KEYS[1], ARGV[2])
+  return {'claimed', ARGV[1], ''}
+end
+return {'held', redis.call('hget', KEYS[1], 'intent') or ARGV[1], ''}
+"""
+
+# KEYS[1] the entry; ARGV: expected marker, new marker. Re-stamp only if nobody else did meanwhile.
+_RESTAMP = """
+if redis.call('hget', KEYS[1], 'intent') == ARGV[1] then
+  redis.call('hset', KEYS[1], 'intent', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The ledger's answer for one object: its id (with the associations made), or who holds the marker."""
+
+    id: str | None = None
+    links: frozenset[str] = frozenset()
+    held: str | None = None
+    """Someone's intent marker (an earlier or concurrent attempt); None when this caller now holds it."""
+    age: float = 0.0
+    """Seconds since `held` was stamped."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How :func:`write_once` ended: the object's id, and which associations are known to exist."""
+
+    id: str
+    how: str  # "created" | "updated" | "found"
+    links: frozenset[str]
+
+
+class Ledger:
+    """Redis hashes ``{prefix}:{kind}:{key}`` with fields id, links and intent (the marker's timestamp)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        ttl_seconds: float = LEDGER_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = max(1, int(ttl_seconds))
+        self.clock = clock
+        self._claim = client.register_script(_CLAIM)
+        self._restamp = client.register_script(_RESTAMP)
+
+    def key(self, kind: str, key: str) -> str:
+        return f"{self.prefix}:{kind}:{key}"
+
+    def claim(self, kind: str, key: str) -> Claim:
+        """The recorded id if there is one; otherwise set the intent marker, or report whose marker is there."""
+        name = self.key(kind, key)
+        stamp = repr(self.clock())
+        state, value, links = self._redis(lambda: self._claim(keys=[name], args=[stamp, self.ttl]))
+        value = value.decode() if isinstance(value, bytes) else str(value)
+        if state == b"id":
+            return Claim(id=value, links=frozenset(links.decode().split()))
+        if state == b"claimed":
+            return Claim()
+        return Claim(held=value, age=max(0.0, self.clock() - _float(value)))
+
+    def touch(self, kind: str, key: str) -> None:
+        """Re-stamp the marker as a create goes out, so its age counts from the send, not from a rate-limit wait."""
+        self._redis(lambda: self.client.hset(self.key(kind, key), "intent", repr(self.clock())))
+
+    def restamp(self, kind: str, key: str, marker: str) -> bool:
+        """Renew a stale marker; False when another attempt renewed it first (it is creating now)."""
+        name = self.key(kind, key)
+        return bool(self._redis(lambda: self._restamp(keys=[name], args=[marker, repr(self.clock())])))
+
+    def record(self, kind: str, key: str, object_id: str, links: frozenset[str]) -> None:
+        name = self.key(kind, key)
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hset(name, mapping={"id": object_id, "links": " ".join(sorted(links))})
+            pipe.hdel(name, "intent")
+            pipe.expire(name, self.ttl)
+            pipe.execute()
+
+        self._redis(run)
+
+    def add_links(self, kind: str, key: str, current: frozenset[str], links: frozenset[str]) -> None:
+        """Remember associations made on the update path (a lost update only costs a redundant PUT later)."""
+        name = self.key(kind, key)
+        self._redis(lambda: self.client.hset(name, "links", " ".join(sorted(current | links))))
+
+    def release(self, kind: str, key: str) -> None:
+        """Drop the marker after a create HubSpot certainly refused."""
+        self._redis(lambda: self.client.hdel(self.key(kind, key), "intent"))
+
+    def forget(self, kind: str, key: str) -> None:
+        """Drop the entry (its object was deleted in HubSpot)."""
+        self._redis(lambda: self.client.delete(self.key(kind, key)))
+
+    @staticmethod
+    def _redis(fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except redis.RedisError as exc:
+            raise RetryableError(f"HubSpot ledger unavailable (Redis: {type(exc).__name__})") from exc
+
+
+def write_once(
+    ledger: Ledger,
+    kind: str,
+    key: str,
+    *,
+    create: Callable[[Callable[[], None]], str],
+    find: Callable[[], str | None],
+    update: Callable[[str], None] | None,
+    links: frozenset[str],
+    stale_after: float,
+) -> Outcome:
+    """Create the object once, or update the one created before (see the module docstring).
+
+    `create(touch)` makes the object with the associations named in `links`
+    inline, calling `touch()` right before each request goes out; `find`
+    searches HubSpot for it by its call-id property; `update` PATCHes it
+    (None: leave an existing object as it is, e.g. a contact).
+    """
+    state = ledger.claim(kind, key)
+    if state.id is not None:
+        try:
+            if update is not None:
+                update(state.id)
+            return Outcome(state.id, "updated", state.links)
+        except PermanentError as exc:
+            if exc.status != 404:
+                raise
+        ledger.forget(kind, key)  # deleted in HubSpot since: write it anew
+        state = ledger.claim(kind, key)
+        if state.id is not None:
+            raise DeferredError(f"HubSpot {kind}: being rewritten by another attempt", retry_after=1.0)
+
+    if state.held is not None:
+        found = find()
+        if found is not None:
+            if update is not None:
+                update(found)
+            ledger.record(kind, key, found, frozenset())
+            return Outcome(found, "found", frozenset())
+        if state.age < stale_after:
+            raise DeferredError(
+                f"HubSpot {kind}: an earlier attempt may have created it {state.age:.0f}s ago and search does not "
+                f"show it yet; trying again in {stale_after - state.age:.0f}s rather than risk a duplicate",
+                retry_after=max(1.0, stale_after - state.age),
+            )
+        if not ledger.restamp(kind, key, state.held):
+            raise DeferredError(f"HubSpot {kind}: another attempt is creating it right now", retry_after=5.0)
+
+    try:
+        object_id = create(lambda: ledger.touch(kind, key))
+    except ConnectorError as exc:
+        if certainly_not_written(exc):
+            ledger.release(kind, key)
+        raise
+    ledger.record(kind, key, object_id, links)
+    return Outcome(object_id, "created", links)
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0

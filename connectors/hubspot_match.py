@@ -1,0 +1,251 @@
+"""Finding the HubSpot contact a call is about, with one search at most and a shared cache.
+
+Agni's `call.caller_email` and `call.phone` (the external party) are the
+identities, tried in the configured order. All of them go into ONE contacts
+search (filter groups are OR'd; 5 is HubSpot's maximum):
+
+    email EQ <email>                                  the primary address
+    hs_additional_emails CONTAINS_TOKEN <email>       secondary addresses
+    phone EQ <+E164>  /  mobilephone EQ <+E164>       numbers stored in E.164
+    hs_searchable_calculated_phone_number EQ <national digits>
+                                                      numbers typed any other way, e.g. "(415) 555-0100"
+
+and the results (newest `lastmodifieddate` first) are attributed back to
+each identity, a primary email beating an additional one, so several matches
+resolve to the most recently modified contact. Each identity's answer,
+"no match" included, is cached in Redis for `lookup_cache_seconds`, so a
+campaign dialling the same numbers searches once per number, not once per
+call; when the bridge creates a contact it overwrites those entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import phonenumbers
+import redis
+
+from bridge.errors import RetryableError
+from connectors.hubspot_client import HubSpotClient
+
+__all__ = ["ContactFinder", "ContactMatch", "Identity", "LookupCache", "identities_of", "search_groups"]
+
+SEARCH_PROPERTIES = [
+    "email",
+    "hs_additional_emails",
+    "phone",
+    "mobilephone",
+    "hs_searchable_calculated_phone_number",
+    "associatedcompanyid",
+    "lastmodifieddate",
+]
+NEWEST_FIRST = [{"propertyName": "lastmodifieddate", "direction": "DESCENDING"}]
+SEARCH_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One way to recognise the person: a lower-cased email, or an E.164 number with its national digits."""
+
+    by: str  # "email" | "phone"
+    value: str
+    national: str = ""
+
+
+@dataclass(frozen=True)
+class ContactMatch:
+    id: str
+    by: str  # "email" | "phone" | "created"
+    company_id: str | None = None
+    cached: bool = False
+    """Answered from the lookup cache (so possibly stale: the contact may have been deleted or merged since)."""
+
+
+def parse_phone(raw: Any, region: str) -> phonenumbers.PhoneNumber | None:
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(str(raw), region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
+def identities_of(call: Mapping[str, Any], by: list[str], region: str) -> list[Identity]:
+    """The call's identities in `by` order; absent or unparseable ones are left out."""
+    found: list[Identity] = []
+    for kind in by:
+        if kind == "email":
+            email = str(call.get("caller_email") or "").strip().lower()
+            if "@" in email:
+                found.append(Identity("email", email))
+        elif kind == "phone":
+            number = parse_phone(call.get("phone"), region)
+            if number is not None:
+                formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                found.append(Identity("phone", formatted, str(number.national_number)))
+    return found
+
+
+def search_groups(identities: list[Identity]) -> list[list[dict[str, Any]]]:
+    """The OR'd filter groups that find any of `identities` (at most 5: HubSpot's limit)."""
+    groups: list[list[dict[str, Any]]] = []
+    for identity in identities:
+        if identity.by == "email":
+            groups.append([{"propertyName": "email", "operator": "EQ", "value": identity.value}])
+            groups.append(
+                [{"propertyName": "hs_additional_emails", "operator": "CONTAINS_TOKEN", "value": identity.value}]
+            )
+        else:
+            groups.append([{"propertyName": "phone", "operator": "EQ", "value": identity.value}])
+            groups.append([{"propertyName": "mobilephone", "operator": "EQ", "value": identity.value}])
+            groups.append(
+                [
+                    {
+                        "propertyName": "hs_searchable_calculated_phone_number",
+                        "operator": "EQ",
+                        "value": identity.national,
+                    }
+                ]
+            )
+    return groups
+
+
+def attribute(results: list[dict[str, Any]], identities: list[Identity]) -> dict[Identity, ContactMatch | None]:
+    """Which result (newest first) each identity matched; None when none did."""
+    answer: dict[Identity, ContactMatch | None] = {}
+    email_hits = {
+        identity: [r for r in results if _email_rank(r, identity.value) is not None]
+        for identity in identities
+        if identity.by == "email"
+    }
+    for identity in identities:
+        if identity.by == "email":
+            hits = sorted(email_hits[identity], key=lambda r: _email_rank(r, identity.value) or 0)  # stable
+        else:
+            # Every result matched some group: one that matched no email group matched a phone group.
+            emailed = {id(r) for hits_ in email_hits.values() for r in hits_}
+            hits = [r for r in results if id(r) not in emailed or _phone_matches(r, identity)]
+        answer[identity] = _match(hits[0], identity.by) if hits else None
+    return answer
+
+
+def _email_rank(result: dict[str, Any], email: str) -> int | None:
+    props = result.get("properties") or {}
+    if str(props.get("email") or "").strip().lower() == email:
+        return 0
+    additional = re.split(r"[\s;,]+", str(props.get("hs_additional_emails") or "").lower())
+    return 1 if email in additional else None
+
+
+def _phone_matches(result: dict[str, Any], identity: Identity) -> bool:
+    props = result.get("properties") or {}
+    digits = re.sub(r"\D", "", str(props.get("hs_searchable_calculated_phone_number") or ""))
+    return identity.value in (props.get("phone"), props.get("mobilephone")) or digits == identity.national
+
+
+def _match(result: dict[str, Any], by: str) -> ContactMatch:
+    company = (result.get("properties") or {}).get("associatedcompanyid")
+    return ContactMatch(str(result["id"]), by, str(company) if company else None)
+
+
+class LookupCache:
+    """Redis entries ``{prefix}:{name}`` holding a lookup's answer ("no match" too) for `ttl_seconds`."""
+
+    MISSING = object()
+
+    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: float) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = int(ttl_seconds)
+
+    def get(self, name: str) -> dict[str, Any] | object | None:
+        if self.ttl <= 0:
+            return self.MISSING
+        try:
+            raw = self.client.get(f"{self.prefix}:{name}")
+        except redis.RedisError as exc:
+            raise RetryableError(f"HubSpot lookup cache unavailable (Redis: {type(exc).__name__})") from exc
+        return self.MISSING if raw is None else json.loads(raw)
+
+    def put(self, name: str, value: dict[str, Any] | None) -> None:
+        if self.ttl <= 0:
+            return
+        with contextlib.suppress(redis.RedisError):  # a cache that cannot be written only costs a search
+            self.client.set(f"{self.prefix}:{name}", json.dumps(value), ex=self.ttl)
+
+
+class ContactFinder:
+    """Contact (and open deal) lookups; `cache` is None for offline tools."""
+
+    def __init__(self, client: HubSpotClient, cache: LookupCache | None) -> None:
+        self.client = client
+        self.cache = cache
+
+    def find(self, identities: list[Identity], *, fresh: bool = False) -> ContactMatch | None:
+        """The best match in identity order; `fresh` skips the cache (a re-check after a create, or after
+        HubSpot refused a cached contact)."""
+        known: dict[Identity, ContactMatch | None] = {}
+        unknown: list[Identity] = []
+        for identity in identities:
+            cached = LookupCache.MISSING if fresh or self.cache is None else self.cache.get(_name(identity))
+            if cached is LookupCache.MISSING:
+                unknown.append(identity)
+            else:
+                known[identity] = _from_cache(cached, identity.by)
+        for identity in identities:  # stop early when a better identity is already answered from the cache
+            if identity in unknown:
+                break
+            if known[identity] is not None:
+                return known[identity]
+        if unknown:
+            groups = search_groups(unknown)
+            results = self.client.search("contacts", groups, SEARCH_PROPERTIES, sorts=NEWEST_FIRST, limit=SEARCH_LIMIT)
+            answered = attribute(results, unknown)
+            known.update(answered)
+            for identity, match in answered.items():
+                self._put(identity, match)
+        return next((known[i] for i in identities if known.get(i) is not None), None)
+
+    def remember(self, identities: list[Identity], match: ContactMatch) -> None:
+        """After the bridge created a contact: later calls from the same person find it without a search."""
+        for identity in identities:
+            self._put(identity, match)
+
+    def open_deal(self, contact_id: str, closed_stages: list[str]) -> str | None:
+        """The contact's most recently created deal that is not in a closed stage (cached per contact)."""
+        name = f"deal:{contact_id}"
+        cached = self.cache.get(name) if self.cache is not None else LookupCache.MISSING
+        if cached is not LookupCache.MISSING:
+            return cached.get("id") if isinstance(cached, dict) else None
+        filters: list[dict[str, Any]] = [
+            {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id}
+        ]
+        if closed_stages:
+            filters.append({"propertyName": "dealstage", "operator": "NOT_IN", "values": closed_stages})
+        newest = [{"propertyName": "createdate", "direction": "DESCENDING"}]
+        results = self.client.search("deals", [filters], ["dealstage", "createdate"], sorts=newest, limit=1)
+        deal = str(results[0]["id"]) if results else None
+        if self.cache is not None:
+            self.cache.put(name, {"id": deal})
+        return deal
+
+    def _put(self, identity: Identity, match: ContactMatch | None) -> None:
+        if self.cache is not None:
+            value = {"id": match.id, "company": match.company_id} if match is not None else None
+            self.cache.put(_name(identity), value)
+
+
+def _name(identity: Identity) -> str:
+    return f"contact:{identity.by}:{identity.value}"
+
+
+def _from_cache(value: Any, by: str) -> ContactMatch | None:
+    if not isinstance(value, dict) or not value.get("id"):
+        return None
+    return ContactMatch(str(value["id"]), by, value.get("company"), cached=True)

@@ -1,0 +1,118 @@
+"""Shared helpers for the HubSpot connector tests: a running FakeHubSpot, a connector pointed at it, deliveries.
+
+Deliveries are built the way the pipeline builds them (render_context + the
+mapping's render), from the repository's example webhook, so the tests run
+the real default mapping end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bridge.connector import Delivery, Services
+from bridge.mapping import MappingLoader, render_context
+from bridge.settings import DeliverySettings
+from connectors.hubspot import HubSpotConnector
+from tests.conftest import ROOT, example_payload
+from tests.fakes.hubspot import FakeHubSpot
+
+TOKEN = "test-token"
+MAPPINGS = ROOT / "mappings"
+CALL_ID_PROPERTY = "agni_call_session_id"
+CONNECTED = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+
+
+@contextmanager
+def running_fake(*, define_call_id: bool = True, **kwargs: Any) -> Iterator[FakeHubSpot]:
+    """A FakeHubSpot on a free port; by default with the call-id property defined (as after `setup`)."""
+    fake = FakeHubSpot(token=TOKEN, **kwargs)
+    if define_call_id:
+        fake.define_property("calls", CALL_ID_PROPERTY)
+        fake.define_property("tasks", CALL_ID_PROPERTY)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def make_connector(
+    fake: FakeHubSpot | None,
+    redis_client: redis.Redis | None,
+    *,
+    name: str = "hs",
+    attempts: int = 1,
+    max_wait: float = 2.0,
+    timeout: float = 5.0,
+    mapping: str | Path = "hubspot_call.yaml",
+    **options: Any,
+) -> HubSpotConnector:
+    """A HubSpotConnector built like the registry builds one (validate the raw config, load the mapping)."""
+    raw = {"type": "hubspot", "access_token": TOKEN, "base_url": fake.url if fake else "https://api.hubapi.com"}
+    raw.update(options)
+    config = HubSpotConnector.validate(name, raw)
+    services = Services(
+        redis=redis_client,
+        prefix="agni",
+        delivery=DeliverySettings(http_attempts=attempts, http_max_wait_seconds=max_wait, timeout_seconds=timeout),
+    )
+    compiled = MappingLoader(MAPPINGS).load(str(mapping))
+    return HubSpotConnector(name, config, services, compiled)  # type: ignore[arg-type]
+
+
+def make_delivery(connector: HubSpotConnector, **data: Any) -> Delivery:
+    """The example call (with `data` overrides) as the pipeline would hand it to `connector`."""
+    payload = example_payload(**data)
+    call = payload["data"]
+    context = render_context(call=call, event=payload["event"], org_id=payload["org_id"], connector=connector.name)
+    record = connector.mapping.render(context) if connector.mapping is not None else None
+    return Delivery(
+        call_session_id=call["call_session_id"],
+        connector=connector.name,
+        event=payload["event"],
+        org_id=payload["org_id"],
+        call=call,
+        raw_body=json.dumps(payload).encode(),
+        record=record,
+        context=context,
+    )
+
+
+def analysis(**changes: Any) -> dict[str, Any]:
+    """The example's post_call_analysis with `changes`."""
+    base = dict(example_payload()["data"]["post_call_analysis"])
+    base.update(changes)
+    return base
+
+
+def searches(fake: FakeHubSpot, object_type: str = "contacts") -> int:
+    return fake.requests[f"POST /crm/v3/objects/{object_type}/search"]
+
+
+def creates(fake: FakeHubSpot, object_type: str = "calls") -> int:
+    return fake.requests[f"POST /crm/v3/objects/{object_type}"]
+
+
+def only(fake: FakeHubSpot, object_type: str) -> tuple[str, dict[str, str]]:
+    """The single object of a type (asserting there is exactly one) and its properties."""
+    with fake.lock:
+        objects = dict(fake.objects[object_type])
+    assert len(objects) == 1, f"expected one {object_type}, found {len(objects)}"
+    object_id = next(iter(objects))
+    return object_id, fake.properties_of(object_type, object_id)
+
+
+def association_types(fake: FakeHubSpot, from_type: str, from_id: str, to_type: str) -> dict[str, int]:
+    """to id -> the association type id stored (as written from `from_type`)."""
+    with fake.lock:
+        return {
+            a.to_id: a.type_id
+            for a in fake.associations
+            if (a.from_type, a.from_id, a.to_type) == (from_type, from_id, to_type)
+        }
