@@ -136,6 +136,7 @@ class FakeServer:
         self.request_log: list[FakeRequest] = []
         self.lock = threading.RLock()  # fakes guard their state with this
         self._ssl_context = ssl_context
+        self.latency_seconds = 0.0  # added to every answer: a CRM across the internet, for benchmarks
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -177,6 +178,8 @@ class FakeServer:
                 )
                 with fake.lock:
                     fake.request_log.append(request)
+                if fake.latency_seconds:
+                    time.sleep(fake.latency_seconds)
                 fault = fake.faults.take(request.method, request.path)
                 response: FakeResponse | None = None
                 if fault is not None and fault.after_handling:
