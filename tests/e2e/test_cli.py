@@ -54,3 +54,43 @@ def test_preview_of_a_disabled_forward_shows_the_unchanged_payload():
     preview = json.loads(result.stdout)["forward"][0]
     assert preview["target"] == "POST https://example.com/agni-calls"
     assert preview["body"] == json.loads(EXAMPLE.read_text())
+
+
+def test_check_and_preview_never_print_secrets(tmp_path):
+    import os
+
+    secrets = {
+        "HS_TOKEN": "pat-na1-super-secret-token-value",
+        "FWD_SECRET": "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cy0xMjM=",
+        "SF_SECRET": "sf-client-secret-value-42",
+        "AGNI_TOKEN": "agni-shared-secret-99",
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"agni: {{org_ids: ['1268c1f0-19f3-47db-aefb-c16a7c3ace6e'], token: '${{AGNI_TOKEN}}'}}\n"
+        f"mappings_dir: {ROOT / 'mappings'}\n"
+        "connectors:\n"
+        "  hs: {type: hubspot, access_token: '${HS_TOKEN}'}\n"
+        "  fwd: {type: webhook_forward, url: 'https://example.com/in', secret: '${FWD_SECRET}',"
+        " headers: {x-api-key: '${HS_TOKEN}'}}\n"
+        "  sf: {type: salesforce, auth: {method: client_credentials, login_url: 'https://acme.my.salesforce.com',"
+        " client_id: abc, client_secret: '${SF_SECRET}'}}\n"
+    )
+    env = {**os.environ, **secrets}
+    outputs = []
+    for args in (["check"], ["preview", "--payload", str(EXAMPLE)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "bridge", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout + result.stderr)
+    everything = "\n".join(outputs)
+    assert '"hs"' in everything and '"fwd"' in everything and '"sf"' in everything
+    for value in secrets.values():
+        assert value not in everything
+        assert value.removeprefix("whsec_") not in everything
