@@ -52,10 +52,11 @@ class Pipeline:
             connector = self.connectors.get(connector_name)
             if connector is None:
                 raise PermanentError(f"connector {connector_name!r} is not configured (or disabled) on this worker")
-            if self.store.done(call_id, connector_name) is not None:
+            done, body, received = self.store.snapshot(call_id, connector_name)
+            if done is not None:
                 log.info("already delivered; skipping the redelivered job")
                 return None
-            delivery = self._prepare(call_id, connector, attempt)
+            delivery = self._prepare(call_id, connector, attempt, body)
             wait = self.circuit.wait_seconds(connector_name) if self.circuit else None
             if wait is not None:
                 raise PausedError(f"{connector_name} is paused (circuit open)", retry_after=wait)
@@ -78,7 +79,6 @@ class Pipeline:
                 **self._mapping_info(connector),
             }
             self.store.mark_done(call_id, connector_name, {"outcome": outcome, "records": result.records}, event)
-            received = self.store.received_at(call_id)
             self.recorder.record(connector_name, outcome, time.time() - received if received else None)
             log.info("%s %s", outcome, result.skipped or _describe_records(result.records))
             return result
@@ -121,8 +121,7 @@ class Pipeline:
             self.store.append(call_id, event)
             log.info("deferred %.0fs: %s", exc.retry_after or 0, exc.message)
 
-    def _prepare(self, call_id: str, connector: Connector, attempt: int) -> Delivery:
-        body = self.store.payload(call_id)
+    def _prepare(self, call_id: str, connector: Connector, attempt: int, body: bytes | None) -> Delivery:
         if body is None:
             raise PermanentError("the stored webhook has expired (older than retention_days); re-send or backfill it")
         try:

@@ -43,6 +43,19 @@ class CallStore:
         self._release = client.register_script(_RELEASE)
 
     # -- payload and done markers ---------------------------------------------------------
+    def snapshot(self, call_id: str, connector: str) -> tuple[dict[str, Any] | None, bytes | None, float | None]:
+        """(done-marker, stored body, accepted-at seconds) in one round trip: what a delivery starts from."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self.keys.done(call_id), connector)
+        pipe.get(self.keys.payload(call_id))
+        pipe.get(self.keys.dedupe(call_id))
+        done, body, claimed = pipe.execute()
+        try:
+            received = int(claimed) / 1000 if claimed else None
+        except ValueError:
+            received = None
+        return (_decode(done) if done else None), body, received
+
     def payload(self, call_id: str) -> bytes | None:
         return self.client.get(self.keys.payload(call_id))
 
