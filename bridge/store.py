@@ -59,14 +59,6 @@ class CallStore:
     def payload(self, call_id: str) -> bytes | None:
         return self.client.get(self.keys.payload(call_id))
 
-    def received_at(self, call_id: str) -> float | None:
-        """When the call was accepted (seconds), from the dedupe claim; for latency metrics."""
-        value = self.client.get(self.keys.dedupe(call_id))
-        try:
-            return int(value) / 1000 if value else None
-        except ValueError:
-            return None
-
     def done(self, call_id: str, connector: str) -> dict[str, Any] | None:
         value = self.client.hget(self.keys.done(call_id), connector)
         return _decode(value) if value else None
