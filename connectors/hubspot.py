@@ -5,11 +5,20 @@ search at most, usually none thanks to the shared cache), (2) writes the
 Call with the mapping's properties, the call id in `call_id_property`, the
 owner from `owner_map` and the contact association inline, exactly once
 (:mod:`connectors.hubspot_ledger`), and (3) when the mapping's `follow_up`
-condition holds, writes a Task the same way. A new call therefore costs one
-request; a retried or replayed one a PATCH (plus an association PUT if the
+condition holds, writes a Task the same way. A lone new call therefore costs
+one request; a retried or replayed one a PATCH (plus an association PUT if the
 contact changed). When HubSpot refuses a write naming a contact id that came
 from the lookup cache (deleted or merged since), the contact is looked up
 afresh and the delivery runs once more.
+
+Batching (`batch_size`, default 100; 1 turns it off) is invisible to mappings
+and to the pipeline: deliveries running at the same moment on the worker's
+threads share their requests. Creates and updates go out as /batch/create and
+/batch/update requests of up to 100 objects (:mod:`connectors.hubspot_batch`)
+and cache misses as one search with IN filters (:mod:`connectors.hubspot_lookup`),
+so a burst costs a few hundredths of a request per call. Each delivery still
+gets its own result or error, and a batch of one is sent as a single-object
+request, at once.
 
 With no matching contact, `match.on_missing` decides: `unassociated` (the
 default) logs the call without a contact, `create_contact` creates one (which
@@ -36,11 +45,11 @@ from typing import Any
 from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
 from bridge.errors import PermanentError
 from bridge.mapping import CompiledMapping
+from connectors.hubspot_batch import NewObject
 from connectors.hubspot_client import HubSpotClient, existing_id_from_conflict
 from connectors.hubspot_config import HubSpotConfig, config_problems
 from connectors.hubspot_ledger import Ledger, Outcome, write_once
-from connectors.hubspot_limits import DailyPause, RollingLimiter
-from connectors.hubspot_match import ContactFinder, ContactMatch, Identity, LookupCache, identities_of
+from connectors.hubspot_match import ContactFinder, ContactMatch, Identity, identities_of
 from connectors.hubspot_records import (
     CALL_ASSOCIATION_TYPES,
     TASK_ASSOCIATION_TYPES,
@@ -50,14 +59,12 @@ from connectors.hubspot_records import (
     to_properties,
 )
 from connectors.hubspot_setup import ensure_call_id_property
+from connectors.hubspot_wiring import Stores, build_client, build_stores
 
 __all__ = ["HubSpotConnector"]
 
 FOLLOW_UP = "follow_up"
 PLACEHOLDER_CONTACT = "<matched contact>"
-LIMITER_MAX_WAIT_SECONDS = 30.0
-# Keep a little of each budget in reserve: a request reaches HubSpot a moment after its slot was granted.
-WINDOW_GUARD_SECONDS = 0.5
 
 
 class HubSpotConnector(Connector):
@@ -74,7 +81,7 @@ class HubSpotConnector(Connector):
         self._budget = f"{services.prefix}:hubspot:budget:{account}"
         self._stale_after = config.search_settle_seconds + services.delivery.timeout_seconds
         self._client: HubSpotClient | None = None
-        self._stores_built: tuple[Ledger, Ledger, ContactFinder] | None = None
+        self._stores_built: Stores | None = None
         self._lock = threading.RLock()
 
     # -- wiring (lazy: nothing is built by check, preview or import) -----------------------
@@ -82,54 +89,17 @@ class HubSpotConnector(Connector):
     def client(self) -> HubSpotClient:
         with self._lock:
             if self._client is None:
-                self._client = self._build_client()
+                self._client = build_client(self.config, self.services, self._budget)
             return self._client
 
-    def _build_client(self) -> HubSpotClient:
-        config, redis = self.config, self.services.redis
-        limiter = search_limiter = pause = None
-        if redis is not None:
-            margin = max(1, config.requests_per_10s // 20)
-            limiter = RollingLimiter(
-                redis,
-                f"{self._budget}:10s",
-                max(1, config.requests_per_10s - margin),
-                10.0 + WINDOW_GUARD_SECONDS,
-                max_wait_seconds=LIMITER_MAX_WAIT_SECONDS,
-            )
-            search_limiter = RollingLimiter(
-                redis,
-                f"{self._budget}:search",
-                config.search_per_second,
-                1.0 + WINDOW_GUARD_SECONDS / 5,
-                max_wait_seconds=LIMITER_MAX_WAIT_SECONDS,
-            )
-            pause = DailyPause(redis, f"{self._budget}:paused")
-        return HubSpotClient(
-            base_url=config.base_url,
-            objects_path=config.objects_path,
-            token=config.access_token,
-            delivery=self.services.delivery,
-            timezone=config.daily_reset_timezone,
-            transport=self.services.http_transport,
-            limiter=limiter,
-            search_limiter=search_limiter,
-            pause=pause,
-        )
-
-    def _stores(self) -> tuple[Ledger, Ledger, ContactFinder]:
-        """The ledgers (calls and tasks; created contacts) and the contact finder, built on first delivery."""
+    def _stores(self) -> Stores:
+        """Ledgers, contact finder and (unless batch_size is 1) the batchers, built on first delivery."""
         redis = self.services.redis
         if redis is None:
             raise PermanentError("the HubSpot connector needs Redis (its exactly-once ledger lives there)")
         with self._lock:
             if self._stores_built is None:
-                ledger = Ledger(redis, f"{self._keys}:ledger")
-                # A contact the bridge created is remembered briefly; after that, search finds it (or its merge).
-                ttl = max(3600.0, self.config.lookup_cache_seconds)
-                contacts = Ledger(redis, f"{self._keys}:ledger", ttl_seconds=ttl)
-                cache = LookupCache(redis, f"{self._keys}:lookup", self.config.lookup_cache_seconds)
-                self._stores_built = (ledger, contacts, ContactFinder(self.client, cache))
+                self._stores_built = build_stores(self.config, self.client, redis, self._keys)
             return self._stores_built
 
     # -- the plug-in interface ------------------------------------------------------------
@@ -153,22 +123,23 @@ class HubSpotConnector(Connector):
             raise self._explained(exc) from exc
 
     def _deliver(self, delivery: Delivery, *, fresh: bool) -> DeliveryResult:
-        ledger, contacts, finder = self._stores()
+        stores = self._stores()
+        finder = stores.finder
         notes: list[str] = []
         call_properties = self._call_properties(delivery, notes, log=True)
         task_properties = self._task_properties(delivery, notes)
-        contact, match = self._contact(delivery, finder, contacts, fresh=fresh)
+        contact, match = self._contact(delivery, finder, stores.contacts, fresh=fresh)
         if contact is None and self.config.match.on_missing == "skip":
             return DeliveryResult(match=match, skipped="no contact matched (on_missing=skip)", notes=notes)
 
         try:
             targets = self._call_targets(contact, finder)
-            call = self._write(ledger, "call", delivery.call_session_id, "calls", call_properties, targets)
+            call = self._write(stores, "call", delivery.call_session_id, "calls", call_properties, targets)
             records = {"call": call.id}
             if task_properties is not None:
                 task_targets = {"contacts": contact.id} if contact is not None else {}
                 key = f"{delivery.call_session_id}:{FOLLOW_UP}"
-                task = self._write(ledger, FOLLOW_UP, key, "tasks", task_properties, task_targets)
+                task = self._write(stores, FOLLOW_UP, key, "tasks", task_properties, task_targets)
                 records[FOLLOW_UP] = task.id
         except PermanentError as exc:
             if contact is not None and contact.cached and exc.status in (400, 404):
@@ -213,10 +184,12 @@ class HubSpotConnector(Connector):
 
     def close(self) -> None:
         with self._lock:
+            stores, self._stores_built = self._stores_built, None
+            if stores is not None:
+                stores.close()
             if self._client is not None:
                 self._client.close()
                 self._client = None
-                self._stores_built = None
 
     # -- properties -----------------------------------------------------------------------
     def _call_properties(self, delivery: Delivery, notes: list[str], *, log: bool = False) -> dict[str, str]:
@@ -316,30 +289,41 @@ class HubSpotConnector(Connector):
     # -- writing --------------------------------------------------------------------------
     def _write(
         self,
-        ledger: Ledger,
+        stores: Stores,
         kind: str,
         key: str,
         object_type: str,
         properties: dict[str, str],
         targets: dict[str, str],
     ) -> Outcome:
+        ledger, writer = stores.ledger, stores.writer
         types = CALL_ASSOCIATION_TYPES if object_type == "calls" else TASK_ASSOCIATION_TYPES
         links = frozenset(f"{to_type}:{to_id}" for to_type, to_id in targets.items())
         body = _create_body(properties, targets, types)
         # Updating a task must not reopen one the rep has completed since.
         update_properties = {k: v for k, v in properties.items() if k != "hs_task_status"}
 
+        def create(touch: Any) -> str:
+            if writer is not None:  # the batch stamps and records every marker of its request itself
+                return writer.create(object_type, NewObject(kind, key, body["properties"], body["associations"], links))
+            return self.client.create(object_type, body["properties"], body["associations"], on_send=touch)
+
+        def update(object_id: str) -> None:
+            if writer is not None:
+                writer.update(object_type, object_id, update_properties)
+            else:
+                self.client.update(object_type, object_id, update_properties)
+
         outcome = write_once(
             ledger,
             kind,
             key,
-            create=lambda touch: self.client.create(
-                object_type, body["properties"], body["associations"], on_send=touch
-            ),
+            create=create,
             find=lambda: self._find_by_call_id(object_type, key),
-            update=lambda object_id: self.client.update(object_type, object_id, update_properties),
+            update=update,
             links=links,
             stale_after=self._stale_after,
+            create_records=writer is not None,
         )
         missing = links - outcome.links
         for link in sorted(missing):  # e.g. a replay after the contact was created or changed

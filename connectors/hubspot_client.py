@@ -9,13 +9,15 @@ either as parsed JSON or as one of the bridge's errors:
     429 search "secondly limit" RetryableError, retry_after = 1 s
     5xx, 408, 423, timeouts     RetryableError (a 423 "locked" after ~2 s)
     other 4xx                   PermanentError with HubSpot's message, `code` = its category,
-                                details = {"correlationId": …}
+                                details = {"correlationId": …} (from the body, else X-HubSpot-Correlation-Id)
+    207 multi-status            returned as parsed, for the caller to attribute (connectors.hubspot_batch)
 
 HubSpot says to treat every field of its error body as optional, and proxies
 answer with HTML, so nothing here assumes a shape. Idempotent requests (search,
-PATCH, associations, reads) are retried in-call per `delivery.http_attempts`;
-a create is retried in-call only when it certainly did not land (a 429, or the
-local budget timed out), because a timed-out create may have been written.
+PATCH, associations, reads, batch updates) are retried in-call per
+`delivery.http_attempts`; a create (single or batch) is retried in-call only when
+it certainly did not land (a 429, or the local budget timed out), because a
+timed-out create may have been written.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from connectors.hubspot_limits import LOCAL_LIMIT, DailyPause, RollingLimiter, s
 __all__ = ["HubSpotClient", "certainly_not_written", "existing_id_from_conflict"]
 
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+CORRELATION_HEADER = "x-hubspot-correlation-id"
 _RETRY_STATUSES = frozenset({408, 423, 425, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529})
 
 
@@ -148,6 +151,27 @@ class HubSpotClient:
         path = f"{self.objects_path}/{object_type}/{object_id}"
         self._send("PATCH", path, {"properties": properties}, what=f"update {object_type} {object_id}")
 
+    def batch(
+        self,
+        object_type: str,
+        operation: str,
+        inputs: list[dict[str, Any]],
+        *,
+        on_send: Callable[[], None] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """One ``/batch/{operation}`` request (create, update, read); returns HubSpot's body, a 207's errors[]
+        included. `fields` go next to `inputs` (e.g. a read's `properties`).
+
+        A batch create is not retried in-call unless it certainly did not land (like :meth:`create`);
+        updates and reads are idempotent and are. Attributing results to inputs is the caller's job.
+        """
+        path = f"{self.objects_path}/{object_type}/batch/{operation}"
+        what = f"batch {operation} {object_type}"
+        body = {"inputs": inputs, **fields}
+        found = self._send("POST", path, body, what=what, safe=operation != "create", on_send=on_send)
+        return found if isinstance(found, dict) else {}
+
     def search(
         self,
         object_type: str,
@@ -158,6 +182,19 @@ class HubSpotClient:
         limit: int = 10,
     ) -> list[dict[str, Any]]:
         """One page of search results (each `{"id", "properties": {...}}`), in HubSpot's order."""
+        return self.search_page(object_type, filter_groups, properties, sorts=sorts, limit=limit)[0]
+
+    def search_page(
+        self,
+        object_type: str,
+        filter_groups: list[list[dict[str, Any]]],
+        properties: list[str],
+        *,
+        sorts: list[dict[str, str]] | None = None,
+        limit: int = 10,
+        after: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of results and the `after` cursor of the next page (None on the last one)."""
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters} for filters in filter_groups],
             "properties": properties,
@@ -165,10 +202,16 @@ class HubSpotClient:
         }
         if sorts:
             body["sorts"] = sorts
+        if after:
+            body["after"] = after
         path = f"{self.objects_path}/{object_type}/search"
         found = self._send("POST", path, body, what=f"search {object_type}", search=True)
-        results = found.get("results") if isinstance(found, dict) else None
-        return [r for r in results or [] if isinstance(r, dict) and r.get("id")]
+        found = found if isinstance(found, dict) else {}
+        results = [r for r in found.get("results") or [] if isinstance(r, dict) and r.get("id")]
+        paging = found.get("paging")
+        following = paging.get("next") if isinstance(paging, dict) else None
+        following = following.get("after") if isinstance(following, dict) else None
+        return results, str(following) if following else None
 
     def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
         """Ensure the default association exists (v4 PUT: idempotent, no type id needed)."""
@@ -230,11 +273,15 @@ class HubSpotClient:
             if not response.content:
                 return {}
             try:
-                return response.json()
+                found = response.json()
             except ValueError as exc:
                 raise RetryableError(
                     f"HubSpot {what}: answered {response.status_code} with a body that is not JSON"
                 ) from exc
+            correlation = response.headers.get(CORRELATION_HEADER)
+            if response.status_code == 207 and correlation and isinstance(found, dict):
+                found.setdefault("correlationId", correlation)  # for the per-input errors of a multi-status
+            return found
         raise self._error(response, what, search)
 
     def _error(self, response: httpx.Response, what: str, search: bool) -> ConnectorError:
@@ -248,7 +295,7 @@ class HubSpotClient:
             message = f"{message} ({'; '.join(extra)})"
         message = f"HubSpot {what}: {message}"
         code = _text(body.get("category")) or _text(body.get("errorType")) or None
-        correlation = _text(body.get("correlationId"))
+        correlation = _text(body.get("correlationId")) or _text(response.headers.get(CORRELATION_HEADER))
         details = {"correlationId": correlation} if correlation else {}
         kwargs: dict[str, Any] = {"status": status, "code": code, "details": details}
         if status == 429:

@@ -89,6 +89,16 @@ class HubSpotConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknown_f
     pauses this connector until then."""
     search_settle_seconds: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     """How long HubSpot's search index may lag behind a create; bounds the exactly-once guard's wait."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100)] = 100
+    """Most calls (or tasks) per batch create/update request, and most deliveries per shared contact search.
+    Deliveries running at the same time share requests, so a burst costs a small fraction of a request per
+    call; a lone call is still sent at once, as a single-object request. 1 turns batching off."""
+    batch_linger_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.05
+    """A batch goes out once no delivery has joined it for this long (or when it is full). A lone call waits
+    this long at each step (lookup, call, task); under load a longer lull fills batches better, and HubSpot's
+    quota, not this wait, is what limits throughput."""
+    batch_max_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    """...and at the latest this long after its first delivery joined, however busy it is."""
 
     @property
     def owners(self) -> dict[str, str]:

@@ -18,6 +18,12 @@ one atomic Redis step and then over HTTP:
    record the id; not found and the marker is younger than `stale_after` →
    DeferredError (try later, do not create); older → create.
 
+Batched creates (:mod:`connectors.hubspot_batch`) keep every step per object:
+each delivery sets its own marker before joining a batch, the batch re-stamps
+all its markers as the request goes out and records all its ids in one Redis
+transaction when the answer comes back; a whole-batch failure leaves each
+marker to the same rules as a single create's.
+
 The marker is re-stamped the moment a create goes out (after any wait for a
 rate-limit slot), and `stale_after` is the request timeout plus HubSpot's
 index lag (`search_settle_seconds`): 20 s + 10 s = 30 s by default. A create
@@ -135,7 +141,19 @@ class Ledger:
 
     def touch(self, kind: str, key: str) -> None:
         """Re-stamp the marker as a create goes out, so its age counts from the send, not from a rate-limit wait."""
-        self._redis(lambda: self.client.hset(self.key(kind, key), "intent", repr(self.clock())))
+        self.touch_many([(kind, key)])
+
+    def touch_many(self, entries: list[tuple[str, str]]) -> None:
+        """:meth:`touch` for every (kind, key) of a batch, in one round trip."""
+        stamp = repr(self.clock())
+
+        def run() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            for kind, key in entries:
+                pipe.hset(self.key(kind, key), "intent", stamp)
+            pipe.execute()
+
+        self._redis(run)
 
     def restamp(self, kind: str, key: str, marker: str) -> bool:
         """Renew a stale marker; False when another attempt renewed it first (it is creating now)."""
@@ -143,13 +161,18 @@ class Ledger:
         return bool(self._redis(lambda: self._restamp(keys=[name], args=[marker, repr(self.clock())])))
 
     def record(self, kind: str, key: str, object_id: str, links: frozenset[str]) -> None:
-        name = self.key(kind, key)
+        self.record_many([(kind, key, object_id, links)])
+
+    def record_many(self, entries: list[tuple[str, str, str, frozenset[str]]]) -> None:
+        """Store (kind, key, HubSpot id, links) for every object of a batch in one transaction; markers dropped."""
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
-            pipe.hset(name, mapping={"id": object_id, "links": " ".join(sorted(links))})
-            pipe.hdel(name, "intent")
-            pipe.expire(name, self.ttl)
+            for kind, key, object_id, links in entries:
+                name = self.key(kind, key)
+                pipe.hset(name, mapping={"id": object_id, "links": " ".join(sorted(links))})
+                pipe.hdel(name, "intent")
+                pipe.expire(name, self.ttl)
             pipe.execute()
 
         self._redis(run)
@@ -185,13 +208,16 @@ def write_once(
     update: Callable[[str], None] | None,
     links: frozenset[str],
     stale_after: float,
+    create_records: bool = False,
 ) -> Outcome:
     """Create the object once, or update the one created before (see the module docstring).
 
     `create(touch)` makes the object with the associations named in `links`
     inline, calling `touch()` right before each request goes out; `find`
     searches HubSpot for it by its call-id property; `update` PATCHes it
-    (None: leave an existing object as it is, e.g. a contact).
+    (None: leave an existing object as it is, e.g. a contact). With
+    `create_records`, `create` has stamped the marker and recorded the id
+    itself (a batch does both for all its objects in one Redis step each).
     """
     state = ledger.claim(kind, key)
     if state.id is not None:
@@ -229,7 +255,8 @@ def write_once(
         if certainly_not_written(exc):
             ledger.release(kind, key)
         raise
-    ledger.record(kind, key, object_id, links)
+    if not create_records:
+        ledger.record(kind, key, object_id, links)
     return Outcome(object_id, "created", links)
 
 

@@ -15,7 +15,9 @@ each identity, a primary email beating an additional one, so several matches
 resolve to the most recently modified contact. Each identity's answer,
 "no match" included, is cached in Redis for `lookup_cache_seconds`, so a
 campaign dialling the same numbers searches once per number, not once per
-call; when the bridge creates a contact it overwrites those entries.
+call; when the bridge creates a contact it overwrites those entries. With
+batching on, concurrent cache misses share one search instead
+(:mod:`connectors.hubspot_lookup`, same attribution rules).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +35,21 @@ import redis
 from bridge.errors import RetryableError
 from connectors.hubspot_client import HubSpotClient
 
-__all__ = ["ContactFinder", "ContactMatch", "Identity", "LookupCache", "identities_of", "search_groups"]
+__all__ = [
+    "NEWEST_FIRST",
+    "SEARCH_LIMIT",
+    "SEARCH_PROPERTIES",
+    "ContactFinder",
+    "ContactMatch",
+    "Identity",
+    "LookupCache",
+    "attribute",
+    "email_rank",
+    "identities_of",
+    "match_of",
+    "phone_matches",
+    "search_groups",
+]
 
 SEARCH_PROPERTIES = [
     "email",
@@ -120,22 +136,23 @@ def attribute(results: list[dict[str, Any]], identities: list[Identity]) -> dict
     """Which result (newest first) each identity matched; None when none did."""
     answer: dict[Identity, ContactMatch | None] = {}
     email_hits = {
-        identity: [r for r in results if _email_rank(r, identity.value) is not None]
+        identity: [r for r in results if email_rank(r, identity.value) is not None]
         for identity in identities
         if identity.by == "email"
     }
     for identity in identities:
         if identity.by == "email":
-            hits = sorted(email_hits[identity], key=lambda r: _email_rank(r, identity.value) or 0)  # stable
+            hits = sorted(email_hits[identity], key=lambda r: email_rank(r, identity.value) or 0)  # stable
         else:
             # Every result matched some group: one that matched no email group matched a phone group.
             emailed = {id(r) for hits_ in email_hits.values() for r in hits_}
-            hits = [r for r in results if id(r) not in emailed or _phone_matches(r, identity)]
-        answer[identity] = _match(hits[0], identity.by) if hits else None
+            hits = [r for r in results if id(r) not in emailed or phone_matches(r, identity)]
+        answer[identity] = match_of(hits[0], identity.by) if hits else None
     return answer
 
 
-def _email_rank(result: dict[str, Any], email: str) -> int | None:
+def email_rank(result: dict[str, Any], email: str) -> int | None:
+    """0 when `email` is the result's primary address, 1 when one of its additional ones, else None."""
     props = result.get("properties") or {}
     if str(props.get("email") or "").strip().lower() == email:
         return 0
@@ -143,13 +160,14 @@ def _email_rank(result: dict[str, Any], email: str) -> int | None:
     return 1 if email in additional else None
 
 
-def _phone_matches(result: dict[str, Any], identity: Identity) -> bool:
+def phone_matches(result: dict[str, Any], identity: Identity) -> bool:
+    """Whether the result holds the number: in E.164 as phone or mobile phone, or typed any way (national digits)."""
     props = result.get("properties") or {}
     digits = re.sub(r"\D", "", str(props.get("hs_searchable_calculated_phone_number") or ""))
     return identity.value in (props.get("phone"), props.get("mobilephone")) or digits == identity.national
 
 
-def _match(result: dict[str, Any], by: str) -> ContactMatch:
+def match_of(result: dict[str, Any], by: str) -> ContactMatch:
     company = (result.get("properties") or {}).get("associatedcompanyid")
     return ContactMatch(str(result["id"]), by, str(company) if company else None)
 
@@ -179,43 +197,72 @@ class LookupCache:
         with contextlib.suppress(redis.RedisError):  # a cache that cannot be written only costs a search
             self.client.set(f"{self.prefix}:{name}", json.dumps(value), ex=self.ttl)
 
+    def get_matches(self, identities: list[Identity]) -> dict[Identity, ContactMatch | None]:
+        """The cached answers ("no match" included) among `identities`, in one round trip; uncached ones left out."""
+        if self.ttl <= 0 or not identities:
+            return {}
+        try:
+            raws = self.client.mget([f"{self.prefix}:{_name(i)}" for i in identities])
+        except redis.RedisError as exc:
+            raise RetryableError(f"HubSpot lookup cache unavailable (Redis: {type(exc).__name__})") from exc
+        return {
+            i: _from_cache(json.loads(raw), i.by) for i, raw in zip(identities, raws, strict=True) if raw is not None
+        }
+
+    def put_matches(self, answers: Mapping[Identity, ContactMatch | None]) -> None:
+        """Remember each identity's answer, in one round trip."""
+        if self.ttl <= 0 or not answers:
+            return
+        with contextlib.suppress(redis.RedisError):  # a cache that cannot be written only costs a search
+            pipe = self.client.pipeline(transaction=False)
+            for identity, match in answers.items():
+                value = {"id": match.id, "company": match.company_id} if match is not None else None
+                pipe.set(f"{self.prefix}:{_name(identity)}", json.dumps(value), ex=self.ttl)
+            pipe.execute()
+
+
+Lookup = Callable[[list[Identity], bool], dict[Identity, ContactMatch | None]]
+"""Searches HubSpot for identities the cache did not answer (`fresh`: do not trust the cache)."""
+
 
 class ContactFinder:
-    """Contact (and open deal) lookups; `cache` is None for offline tools."""
+    """Contact (and open deal) lookups; `cache` is None for offline tools.
 
-    def __init__(self, client: HubSpotClient, cache: LookupCache | None) -> None:
+    `lookup` answers cache misses; None sends one search per call (:func:`search_groups`).
+    The batching connector passes :meth:`connectors.hubspot_lookup.CoalescedLookup.lookup`,
+    which shares searches between concurrent deliveries and writes the cache itself.
+    """
+
+    def __init__(self, client: HubSpotClient, cache: LookupCache | None, lookup: Lookup | None = None) -> None:
         self.client = client
         self.cache = cache
+        self.lookup = lookup
 
     def find(self, identities: list[Identity], *, fresh: bool = False) -> ContactMatch | None:
         """The best match in identity order; `fresh` skips the cache (a re-check after a create, or after
         HubSpot refused a cached contact)."""
-        known: dict[Identity, ContactMatch | None] = {}
-        unknown: list[Identity] = []
-        for identity in identities:
-            cached = LookupCache.MISSING if fresh or self.cache is None else self.cache.get(_name(identity))
-            if cached is LookupCache.MISSING:
-                unknown.append(identity)
-            else:
-                known[identity] = _from_cache(cached, identity.by)
+        known = {} if fresh or self.cache is None else self.cache.get_matches(identities)
         for identity in identities:  # stop early when a better identity is already answered from the cache
-            if identity in unknown:
+            if identity not in known:
                 break
             if known[identity] is not None:
                 return known[identity]
-        if unknown:
+        unknown = [i for i in identities if i not in known]
+        if unknown and self.lookup is not None:
+            known.update(self.lookup(unknown, fresh))
+        elif unknown:
             groups = search_groups(unknown)
             results = self.client.search("contacts", groups, SEARCH_PROPERTIES, sorts=NEWEST_FIRST, limit=SEARCH_LIMIT)
             answered = attribute(results, unknown)
             known.update(answered)
-            for identity, match in answered.items():
-                self._put(identity, match)
+            if self.cache is not None:
+                self.cache.put_matches(answered)
         return next((known[i] for i in identities if known.get(i) is not None), None)
 
     def remember(self, identities: list[Identity], match: ContactMatch) -> None:
         """After the bridge created a contact: later calls from the same person find it without a search."""
-        for identity in identities:
-            self._put(identity, match)
+        if self.cache is not None:
+            self.cache.put_matches(dict.fromkeys(identities, match))
 
     def open_deal(self, contact_id: str, closed_stages: list[str]) -> str | None:
         """The contact's most recently created deal that is not in a closed stage (cached per contact)."""
@@ -234,11 +281,6 @@ class ContactFinder:
         if self.cache is not None:
             self.cache.put(name, {"id": deal})
         return deal
-
-    def _put(self, identity: Identity, match: ContactMatch | None) -> None:
-        if self.cache is not None:
-            value = {"id": match.id, "company": match.company_id} if match is not None else None
-            self.cache.put(_name(identity), value)
 
 
 def _name(identity: Identity) -> str:

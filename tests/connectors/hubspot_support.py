@@ -8,11 +8,14 @@ the real default mapping end to end.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from bridge.connector import Delivery, Services
@@ -51,9 +54,12 @@ def make_connector(
     max_wait: float = 2.0,
     timeout: float = 5.0,
     mapping: str | Path = "hubspot_call.yaml",
+    transport: httpx.BaseTransport | None = None,
     **options: Any,
 ) -> HubSpotConnector:
-    """A HubSpotConnector built like the registry builds one (validate the raw config, load the mapping)."""
+    """A HubSpotConnector built like the registry builds one (validate the raw config, load the mapping).
+
+    `transport` is the HTTP seam (Services.http_transport), e.g. to reorder HubSpot's answers."""
     raw = {"type": "hubspot", "access_token": TOKEN, "base_url": fake.url if fake else "https://api.hubapi.com"}
     raw.update(options)
     config = HubSpotConnector.validate(name, raw)
@@ -61,6 +67,7 @@ def make_connector(
         redis=redis_client,
         prefix="agni",
         delivery=DeliverySettings(http_attempts=attempts, http_max_wait_seconds=max_wait, timeout_seconds=timeout),
+        http_transport=transport,
     )
     compiled = MappingLoader(MAPPINGS).load(str(mapping))
     return HubSpotConnector(name, config, services, compiled)  # type: ignore[arg-type]
@@ -99,6 +106,10 @@ def creates(fake: FakeHubSpot, object_type: str = "calls") -> int:
     return fake.requests[f"POST /crm/v3/objects/{object_type}"]
 
 
+def batch_requests(fake: FakeHubSpot, operation: str, object_type: str = "calls") -> int:
+    return fake.requests[f"POST /crm/v3/objects/{object_type}/batch/{operation}"]
+
+
 def only(fake: FakeHubSpot, object_type: str) -> tuple[str, dict[str, str]]:
     """The single object of a type (asserting there is exactly one) and its properties."""
     with fake.lock:
@@ -116,3 +127,23 @@ def association_types(fake: FakeHubSpot, from_type: str, from_id: str, to_type: 
             for a in fake.associations
             if (a.from_type, a.from_id, a.to_type) == (from_type, from_id, to_type)
         }
+
+
+def concurrently(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """fn(item) for every item on its own thread, all released at once; each result, or the exception raised."""
+    barrier = threading.Barrier(len(items))
+
+    def run(item: Any) -> Any:
+        barrier.wait()
+        try:
+            return fn(item)
+        except Exception as exc:  # returned, so one failure does not hide the others
+            return exc
+
+    with ThreadPoolExecutor(len(items)) as pool:
+        return list(pool.map(run, items))
+
+
+def person(i: int) -> dict[str, str]:
+    """The i-th caller of a campaign: an email and a US number, as Agni sends them."""
+    return {"caller_email": f"person{i}@example.com", "phone": f"+1415555{i:04d}", "callee_number": f"+1415555{i:04d}"}
