@@ -1,8 +1,9 @@
 """Delivery throughput under a CRM's quota: a burst of queued calls drained by real worker processes.
 
 For each CRM: seed the fake with contacts (a campaign calls the same few hundred people), queue N calls
-with no worker running (through the same ingest script as the endpoint), then start the workers and
-time the drain. Reported: calls/s, API requests per delivered call, 429s received, drain time, peak RSS.
+with no worker running (through the same ingest script as the endpoint; one call in four needs a
+follow-up task), then start the workers and time the drain. Reported: calls/s, API requests per
+delivered call, 429s received, drain time, peak RSS.
 
 * HubSpot: the fake enforces 190 requests / 10 s and 5 searches / s, like a Professional account.
 * Salesforce: the fake answers every request after 50 ms (a CRM across the internet), over TLS.
