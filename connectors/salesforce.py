@@ -17,8 +17,14 @@ Lead is remembered per call), running a delivery again — a retry, a redelivery
 crash, an admin's replay — updates what exists instead of duplicating it.
 
 The instance is shared by all worker threads of a process. Its I/O parts (HTTP session,
-token cache, describe cache) are built on the first delivery, never at import, in
-`check` or in `preview`; simple-salesforce itself is imported only then.
+token cache, describe cache, batchers) are built on the first delivery, never at import,
+in `check` or in `preview`; simple-salesforce itself is imported only then.
+
+Batching (``batch_size`` > 1, the default) is invisible here and to mappings: each worker
+thread still delivers one call, but its lookups and Task upserts join those of the other
+threads that are waiting at the same moment (:mod:`connectors.salesforce_lookup`,
+:mod:`connectors.salesforce_batch`), so a burst of calls costs a few requests per
+hundred calls instead of several per call, and each call still gets its own result.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["SalesforceConnector"]
 
 UNKNOWN_COMPANY = "[not provided]"  # what Salesforce's own Web-to-Lead writes when there is no company
+COLLECTION_UPSERT_VERSION = 46.0  # sObject Collections upsert exists from this API version on
 
 
 @dataclass
@@ -75,6 +82,8 @@ class SalesforceConnector(Connector):
         with self._lock:
             if self._parts is None:
                 from connectors.salesforce_api import SalesforceApi
+                from connectors.salesforce_batch import task_batcher
+                from connectors.salesforce_lookup import Lookups
                 from connectors.salesforce_match import Matcher
                 from connectors.salesforce_recording import RecordingAttacher
                 from connectors.salesforce_schema import Schema
@@ -87,11 +96,20 @@ class SalesforceConnector(Connector):
                 )
                 schema = Schema(api.describe, self.log)
                 prefix = f"{services.prefix}:salesforce:{self.name}"
+                name = f"salesforce-{self.name}"
+                lookups = Lookups(api, config.match, schema, batch_size=config.batch_size, name=name)
+                tasks = TaskWriter(api, schema, config.external_id_field)
+                if config.batch_size > 1 and float(config.api_version) >= COLLECTION_UPSERT_VERSION:
+                    tasks.batcher = task_batcher(
+                        api, tasks, batch_size=config.batch_size, limit_pause=config.limit_pause_seconds, name=name
+                    )
+                redis_client = services.redis
+                matcher = Matcher(lookups, config.match, redis_client=redis_client, key_prefix=prefix, log=self.log)
                 self._parts = _Parts(
                     api=api,
                     schema=schema,
-                    matcher=Matcher(api, config.match, redis_client=services.redis, key_prefix=prefix, log=self.log),
-                    tasks=TaskWriter(api, schema, config.external_id_field),
+                    matcher=matcher,
+                    tasks=tasks,
                     attacher=RecordingAttacher(
                         api,
                         config.recording,
@@ -260,6 +278,8 @@ class SalesforceConnector(Connector):
 
     def close(self) -> None:
         if self._parts is not None:
+            self._parts.tasks.close()  # lets batches in flight finish before the session goes
+            self._parts.matcher.lookups.close()
             self._parts.api.close()
 
 

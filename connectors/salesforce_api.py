@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from bridge.errors import PermanentError
+from bridge.errors import PermanentError, RetryableError
 from bridge.http import retrying
 from bridge.settings import DeliverySettings
 from connectors.salesforce_auth import Authenticator, Token
@@ -35,7 +35,7 @@ from connectors.salesforce_http import ApiUsage, build_session
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
 
-__all__ = ["SalesforceApi"]
+__all__ = ["SalesforceApi", "upsert_what"]
 
 T = TypeVar("T")
 
@@ -122,7 +122,7 @@ class SalesforceApi:
     def upsert(self, sobject: str, field: str, value: str, body: dict[str, Any]) -> tuple[str, bool | None]:
         """PATCH sobjects/{sobject}/{field}/{value} (value percent-encoded here); returns (id, created)."""
         path = f"sobjects/{sobject}/{field}/{quote(value, safe='')}"
-        what = f"upsert {sobject} {field}={value}"
+        what = upsert_what(sobject, field, value)
         on_multiple = (
             f"several {sobject} records share external id {field}={value}; it must be unique — mark the field "
             "Unique and merge or delete the duplicates in Salesforce, then replay the call"
@@ -136,6 +136,20 @@ class SalesforceApi:
         if not isinstance(found, dict) or not found.get("Id"):
             raise PermanentError(f"{what}: Salesforce accepted the write but returned no record id")
         return str(found["Id"]), False
+
+    def upsert_collection(self, sobject: str, field: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """PATCH composite/sobjects/{sobject}/{field} (allOrNone false): one UpsertResult per record, in order.
+
+        Each record must carry ``attributes.type`` and its external id value; at most 200 records (v46.0+).
+        """
+        body = {"allOrNone": False, "records": records}
+        what = f"upsert {len(records)} {sobject} records by {field} (sObject Collections)"
+        path = f"composite/sobjects/{sobject}/{field}"
+        result = self.call(what, lambda sf: sf.restful(path, method="PATCH", json=body))
+        if not isinstance(result, list) or len(result) != len(records) or not all(isinstance(r, dict) for r in result):
+            # A proxy or a truncated answer: the write may or may not have landed; upserts are safe to repeat.
+            raise RetryableError(f"{what}: Salesforce answered something other than one result per record")
+        return result
 
     def create(self, sobject: str, body: dict[str, Any], what: str = "") -> str:
         """POST sobjects/{sobject}; returns the new id."""
@@ -152,3 +166,8 @@ class SalesforceApi:
 
     def close(self) -> None:
         self.session.close()
+
+
+def upsert_what(sobject: str, field: str, value: str) -> str:
+    """How an upsert is named in errors and dead letters, batched or not."""
+    return f"upsert {sobject} {field}={value}"

@@ -136,6 +136,13 @@ class SalesforceConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknow
     """Above this share of the org's daily API allocation (Sforce-Limit-Info), log a warning and slow down."""
     limit_pause_seconds: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     """When Salesforce refuses with REQUEST_LIMIT_EXCEEDED, calls stay queued and are retried after this long."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=200)] = 200
+    """Most Task upserts sent in one sObject Collections request when several calls are delivered at once (the
+    lookups of concurrent calls share a query too, up to 50 values each). A lone call at a quiet moment still goes
+    out at once, alone; a batch leaves ~20 ms after the last call joined it, 200 ms after the first at the latest.
+    Each call keeps its own result: a record Salesforce rejects fails only its own call. `1` turns batching off
+    (one request per Task and per lookup). API versions before 46.0 have no collection upsert: Tasks then go one by
+    one whatever this says."""
 
 
 def looks_like_id(value: str, prefixes: tuple[str, ...] = ("005", "00G")) -> bool:

@@ -14,6 +14,12 @@ simple-salesforce raises one exception class per HTTP status with that array in
     403 other, 404, 405, …                                → PermanentError
     429, 5xx, timeouts, resets, TLS failures              → RetryableError
 
+sObject Collections answer HTTP 200 with one result per record; a failed record
+carries the same kind of array under ``errors`` (``statusCode`` instead of
+``errorCode``). :func:`error_from_save_result` maps it with the same table, so
+a record rejected inside a batch fails its own call exactly as a single
+request would have — without an HTTP status, since there was none for it.
+
 Messages never contain request headers or bodies, so tokens and keys cannot leak
 into logs or dead letters.
 """
@@ -28,7 +34,14 @@ import requests
 
 from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
 
-__all__ = ["TRANSIENT_CODES", "error_from_salesforce", "salesforce_errors", "translate_errors"]
+__all__ = [
+    "TRANSIENT_CODES",
+    "copy_error",
+    "error_from_salesforce",
+    "error_from_save_result",
+    "salesforce_errors",
+    "translate_errors",
+]
 
 TRANSIENT_CODES = frozenset(
     {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG", "QUERY_TIMEOUT", "API_CURRENTLY_DISABLED"}
@@ -72,11 +85,34 @@ def error_from_salesforce(exc: Any, what: str, *, limit_pause: float = 300.0, on
     """The bridge error for one simple-salesforce exception (which carries `.status` and the parsed `.content`)."""
     status = int(getattr(exc, "status", 0) or 0)
     content = getattr(exc, "content", None)
+    return _error(status, content, what, limit_pause=limit_pause, on_multiple=on_multiple)
+
+
+def error_from_save_result(result: Any, what: str, *, limit_pause: float = 300.0) -> ConnectorError:
+    """The bridge error for one failed record of an sObject Collections answer (``{"success": false, "errors"}``)."""
+    errors = result.get("errors") if isinstance(result, dict) else None
+    errors = errors if isinstance(errors, list) and errors else [{"message": "Salesforce rejected the record"}]
+    return _error(0, errors, what, limit_pause=limit_pause, on_multiple="")
+
+
+def copy_error(exc: ConnectorError) -> ConnectorError:
+    """A fresh instance of `exc` (same class, message, status, code, details), so that several threads that share
+    one failed request each raise their own exception object instead of racing on one traceback."""
+    kwargs: dict[str, Any] = {"status": exc.status, "code": exc.code, "details": dict(exc.details)}
+    if isinstance(exc, RetryableError):
+        kwargs["retry_after"] = exc.retry_after
+    clone = type(exc)(exc.message, **kwargs)
+    clone.__cause__ = exc.__cause__
+    return clone
+
+
+def _error(status: int, content: Any, what: str, *, limit_pause: float, on_multiple: str) -> ConnectorError:
+    """Status 0: a per-record error inside a 200 answer (no HTTP status of its own)."""
     errors = [item for item in content if isinstance(item, dict)] if isinstance(content, list) else []
     code = str(errors[0].get("errorCode") or errors[0].get("statusCode") or "") if errors else ""
     message = "; ".join(str(item.get("message", "")).strip() for item in errors if item.get("message"))
     if not message:
-        message = _excerpt(content) or f"Salesforce answered HTTP {status}"
+        message = _excerpt(content) or (f"Salesforce answered HTTP {status}" if status else "Salesforce refused it")
     fields = sorted({str(f) for item in errors for f in (item.get("fields") or [])})
     details = {"request": what}
     if fields:
@@ -87,13 +123,14 @@ def error_from_salesforce(exc: Any, what: str, *, limit_pause: float = 300.0, on
         if matches:
             text += f" ({len(matches)}: {', '.join(matches[:5])})"
         return PermanentError(text, status=300, code="MULTIPLE_RECORDS", details=details)
-    if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+    http = status or None
+    if code == "REQUEST_LIMIT_EXCEEDED" and status in (0, 403):
         return PausedError(
-            f"daily API limit reached: {message}", retry_after=limit_pause, status=status, code=code, details=details
+            f"daily API limit reached: {message}", retry_after=limit_pause, status=http, code=code, details=details
         )
     if code in TRANSIENT_CODES or status == 429 or status >= 500:
-        return RetryableError(message, status=status, code=code or None, details=details)
-    return PermanentError(message, status=status, code=code or None, details=details)
+        return RetryableError(message, status=http, code=code or None, details=details)
+    return PermanentError(message, status=http, code=code or None, details=details)
 
 
 def _excerpt(content: Any) -> str:

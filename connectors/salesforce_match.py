@@ -3,20 +3,21 @@
 Lookup order follows ``match.by`` (default email, then phone):
 
 * email: SOQL on Contact, then on unconverted Leads, in ``match.order``;
-* phone: one SOSL search ``FIND {…} IN PHONE FIELDS RETURNING Contact(…), Lead(… WHERE
+* phone: SOSL ``FIND {…} IN PHONE FIELDS RETURNING Contact(…), Lead(… WHERE
   IsConverted = false)`` with the E.164 number, then with the national digits — SOQL's
   ``Phone = '+14155550100'`` is an exact string compare and misses "(415) 555-0100".
 
-Several matches: the first type in ``match.order`` wins, and within it the most
-recently modified record. Every value placed in a query is escaped
-(:func:`soql_quote`, :func:`sosl_escape`): caller data is untrusted.
+The queries themselves, and how concurrent lookups share one query, live in
+:mod:`connectors.salesforce_lookup`. Several matches: the first type in ``match.order``
+wins, and within it the most recently modified record.
 
 Results, "nobody" included, are cached in Redis for ``match.cache_seconds`` under
 ``{prefix}:salesforce:{connector}:match:{kind}:{sha256}`` (hashed: no emails or phone
-numbers in key names). Creating a Lead takes a Redis lock on the person's identifiers
-and writes the new Lead into the cache, so concurrent calls from one unknown number
-create one Lead, and a retried job finds the Lead it created even before Salesforce's
-search index has it.
+numbers in key names). A "nobody" never replaces a cached person: a lookup that was in
+flight while a Lead was being created must not hide that Lead. Creating a Lead takes a
+Redis lock on the person's identifiers and writes the new Lead into the cache, so
+concurrent calls from one unknown number create one Lead, and a retried job finds the
+Lead it created even before Salesforce's search index has it.
 """
 
 from __future__ import annotations
@@ -33,47 +34,13 @@ import phonenumbers
 import redis
 
 from bridge.errors import DeferredError, RetryableError
-from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_config import MatchConfig
+from connectors.salesforce_lookup import Lookups, Number, Person, soql_quote, sosl_escape
 
-__all__ = ["Matcher", "Person", "soql_quote", "sosl_escape"]
+__all__ = ["Identity", "Matcher", "Person", "soql_quote", "sosl_escape"]
 
-SOSL_RESERVED = frozenset("?&|!{}[]()^~*:\\\"'+-")
-_SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-EMAIL_QUERIES = {
-    "Contact": "SELECT Id, AccountId, OwnerId, LastModifiedDate FROM Contact WHERE Email = {email} "
-    "ORDER BY LastModifiedDate DESC LIMIT 1",
-    "Lead": "SELECT Id, OwnerId, LastModifiedDate FROM Lead WHERE IsConverted = false AND Email = {email} "
-    "ORDER BY LastModifiedDate DESC LIMIT 1",
-}
 CREATED_LEAD_SECONDS = 7 * 86400  # a retried job must find the Lead it created, whatever cache_seconds is
 LOCK_SECONDS = 30
-
-
-def soql_quote(value: str) -> str:
-    """A SOQL string literal: quotes and backslashes escaped, so the value can never end the literal."""
-    return "'" + "".join(_SOQL_ESCAPES.get(char, char) for char in value) + "'"
-
-
-def sosl_escape(value: str) -> str:
-    """A SOSL search term with every reserved character backslash-escaped."""
-    return "".join("\\" + char if char in SOSL_RESERVED else char for char in value)
-
-
-@dataclass(frozen=True)
-class Person:
-    """The matched (or created) Contact or Lead."""
-
-    type: str  # "Contact" | "Lead"
-    id: str
-    account_id: str = ""
-    owner_id: str = ""
-    by: str = ""  # "email" | "phone" | "created"
-
-    def describe(self) -> str:
-        if self.by == "created":
-            return f"Lead {self.id} (created, on_missing=create_lead)"
-        return f"{self.type} {self.id} by {self.by}"
 
 
 @dataclass(frozen=True)
@@ -109,14 +76,14 @@ class Matcher:
 
     def __init__(
         self,
-        api: SalesforceApi,
+        lookups: Lookups,
         config: MatchConfig,
         *,
         redis_client: redis.Redis | None,
         key_prefix: str,
         log: logging.Logger,
     ) -> None:
-        self.api = api
+        self.lookups = lookups
         self.config = config
         self.redis = redis_client
         self.key_prefix = key_prefix
@@ -137,33 +104,13 @@ class Matcher:
                     return Person(**cached)
                 except TypeError:
                     pass  # an entry from another version of the bridge: ask Salesforce
-            person = self._by_email(value) if kind == "email" else self._by_phone(identity)
+            if kind == "email":
+                person = self.lookups.by_email(value)
+            else:
+                person = self.lookups.by_phone(Number(identity.e164, identity.national))
             self._cache_set(kind, value, person, self.config.cache_seconds)
             if person is not None:
                 return person
-        return None
-
-    def _by_email(self, email: str) -> Person | None:
-        for sobject in self.config.order:
-            soql = EMAIL_QUERIES[sobject].format(email=soql_quote(email))
-            records = self.api.query(soql, what=f"find {sobject} by email")
-            if records:
-                return _person(records[0], "email")
-        return None
-
-    def _by_phone(self, identity: Identity) -> Person | None:
-        returning = ", ".join(
-            "Contact(Id, AccountId, OwnerId, LastModifiedDate)"
-            if sobject == "Contact"
-            else "Lead(Id, OwnerId, LastModifiedDate WHERE IsConverted = false)"
-            for sobject in self.config.order
-        )
-        for term in dict.fromkeys(t for t in (identity.e164, identity.national) if t):
-            sosl = f"FIND {{{sosl_escape(term)}}} IN PHONE FIELDS RETURNING {returning}"
-            records = self.api.search(sosl, what="find Contact/Lead by phone")
-            best = _best(records, self.config.order)
-            if best is not None:
-                return _person(best, "phone")
         return None
 
     # -- creating a Lead ---------------------------------------------------------------------
@@ -218,7 +165,9 @@ class Matcher:
 
     def _cache_set(self, kind: str, value: str, person: Person | None, ttl: int) -> None:
         if ttl > 0:
-            self._redis_set(self._cache_key(kind, value), json.dumps(asdict(person) if person else {}), ttl)
+            # "nobody" only where nothing is cached: a Lead written meanwhile (remember_created) must stay.
+            raw = json.dumps(asdict(person) if person else {})
+            self._redis_set(self._cache_key(kind, value), raw, ttl, only_new=person is None)
 
     def _redis_get(self, key: str) -> str | None:
         if self.redis is None:
@@ -230,33 +179,13 @@ class Matcher:
             return None
         return value.decode() if isinstance(value, bytes) else value
 
-    def _redis_set(self, key: str, value: str, ttl: int) -> None:
+    def _redis_set(self, key: str, value: str, ttl: int, *, only_new: bool = False) -> None:
         if self.redis is None:
             return
         try:
-            self.redis.set(key, value, ex=ttl)
+            self.redis.set(key, value, ex=ttl, nx=only_new)
         except redis.RedisError as exc:
             self.log.warning("match cache unavailable (%s); result not cached", type(exc).__name__)
-
-
-def _best(records: list[dict[str, Any]], order: list[str]) -> dict[str, Any] | None:
-    """The first type in `order` that has records; among those, the most recently modified."""
-    for sobject in order:
-        hits = [r for r in records if (r.get("attributes") or {}).get("type") == sobject and r.get("Id")]
-        if hits:
-            return max(hits, key=lambda r: str(r.get("LastModifiedDate") or ""))
-    return None
-
-
-def _person(record: dict[str, Any], by: str) -> Person:
-    sobject = str((record.get("attributes") or {}).get("type") or ("Contact" if "AccountId" in record else "Lead"))
-    return Person(
-        type=sobject,
-        id=str(record["Id"]),
-        account_id=str(record.get("AccountId") or ""),
-        owner_id=str(record.get("OwnerId") or ""),
-        by=by,
-    )
 
 
 def _digest(value: str) -> str:

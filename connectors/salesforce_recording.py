@@ -31,7 +31,7 @@ from bridge.errors import BridgeError
 from bridge.fetch import fetch_limited
 from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_config import RecordingConfig
-from connectors.salesforce_match import soql_quote
+from connectors.salesforce_lookup import soql_quote
 
 __all__ = ["Attached", "RecordingAttacher", "path_on_client", "recording_title"]
 

@@ -8,12 +8,20 @@ Nothing of the bridge is mocked. Deliveries are prepared exactly as
 
 Fixtures: ``pki`` (test CA), ``org`` (the fake Salesforce org), ``salesforce`` (builds connectors against
 it: ``salesforce.connector(**config overrides)``, ``salesforce.deliver(connector, **payload overrides)``)
-and ``recordings`` (a TLS file server for recording downloads).
+and ``recordings`` (a TLS file server for recording downloads), and ``burst`` (:func:`deliver_burst` on the test's
+Redis: queue calls, then drain them with a real worker).
+
+The org is :class:`SalesforceOrg`: the shared fake plus ``OR`` between SOSL search terms, which the
+batched phone lookup sends and tests/fakes/sfquery.py does not interpret (it would read
+``FIND {a OR b}`` as one term made of all the digits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +30,14 @@ import pytest
 import redis
 
 from bridge.connector import Connector, Delivery, Services
+from bridge.ingest import Ingestor
+from bridge.keys import Keys
 from bridge.mapping import MappingLoader, render_context
 from bridge.registry import build_connectors
 from bridge.settings import Settings
+from bridge.store import CallStore
 from connectors.salesforce_auth import Authenticator
-from tests.conftest import example_payload, make_settings
+from tests.conftest import example_payload, make_settings, payload_bytes, running_worker, wait_for
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.tls import TestPKI, make_test_pki
@@ -34,12 +45,16 @@ from tests.fakes.tls import TestPKI, make_test_pki
 __all__ = [
     "AUDIO",
     "Recordings",
+    "SalesforceOrg",
     "SfHarness",
+    "burst",
+    "deliver_burst",
     "make_delivery",
     "org",
     "pki",
     "recordings",
     "salesforce",
+    "store",
 ]
 
 AUDIO = b"ID3\x04\x00" + bytes(range(256)) * 64  # 16 KB that looks like an mp3 to a file browser
@@ -50,11 +65,39 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
     return make_test_pki(tmp_path_factory.mktemp("pki"))
 
 
+class SalesforceOrg(FakeSalesforce):
+    """The fake org, plus ``FIND {term OR term …}``: each term is answered by the fake's own SOSL and the
+    records are merged, each once, as Salesforce returns the records that match any of the terms."""
+
+    def _route(self, request: FakeRequest, version: str, rest: str, user_id: str) -> FakeResponse:
+        queries = _or_queries(request.query.get("q", [""])[-1]) if rest.strip("/") == "search" else []
+        if len(queries) < 2:
+            return super()._route(request, version, rest, user_id)
+        merged: dict[str, Any] = {}
+        for query in queries:
+            single = dataclasses.replace(request, query={**request.query, "q": [query]})
+            for record in json.loads(super()._route(single, version, rest, user_id).encoded())["searchRecords"]:
+                merged.setdefault(record["Id"], record)
+        return FakeResponse.json(200, {"searchRecords": list(merged.values())})
+
+
+def _or_queries(sosl: str) -> list[str]:
+    """``FIND {a OR b} rest`` -> [``FIND {a} rest``, ``FIND {b} rest``] (escapes kept); [] when it is not SOSL."""
+    head = re.match(r"\s*FIND\s*\{", sosl, re.IGNORECASE)
+    if head is None:
+        return []
+    i = head.end()
+    while i < len(sosl) and sosl[i] != "}":
+        i += 2 if sosl[i] == "\\" else 1
+    term, rest = sosl[head.end() : i], sosl[i + 1 :]
+    return [f"FIND {{{part}}}{rest}" for part in re.split(r"\s+OR\s+", term)]
+
+
 @pytest.fixture
-def org(pki: TestPKI) -> Iterator[FakeSalesforce]:
+def org(pki: TestPKI) -> Iterator[SalesforceOrg]:
     """A fresh fake org per test; the process-wide token cache is emptied so no token leaks between tests."""
     Authenticator.forget_all()
-    with FakeSalesforce(ssl_context=pki.server_context(), api_version="62.0") as server:
+    with SalesforceOrg(ssl_context=pki.server_context(), api_version="62.0") as server:
         yield server
     Authenticator.forget_all()
 
@@ -110,8 +153,10 @@ class SfHarness:
                 config[key] = value
         return config
 
-    def settings(self, *, delivery: dict[str, Any] | None = None, **overrides: Any) -> Settings:
-        extra = {"delivery": delivery} if delivery else {}
+    def settings(
+        self, *, delivery: dict[str, Any] | None = None, worker: dict[str, Any] | None = None, **overrides: Any
+    ) -> Settings:
+        extra = {key: value for key, value in (("delivery", delivery), ("worker", worker)) if value}
         return make_settings(self.tmp_path, connectors={"sf": self.config(**overrides)}, **extra)
 
     def connector(
@@ -165,3 +210,34 @@ def make_delivery(connector: Connector, **data: Any) -> Delivery:
         record=record,
         context=context,
     )
+
+
+def store(redis_client: redis.Redis) -> CallStore:
+    return CallStore(redis_client, Keys(), retention_seconds=3600)
+
+
+def deliver_burst(
+    settings: Settings, redis_url: str, redis_client: redis.Redis, calls: dict[str, dict[str, Any]]
+) -> float:
+    """Queue every call (as the API does) for connector "sf", then let a real worker drain the queue (until each
+    call is delivered or dead-lettered); returns how long that took."""
+    ingestor = Ingestor(redis_client, Keys(), dedupe_ttl_seconds=600, retention_seconds=3600)
+    for call_id, data in calls.items():
+        body = payload_bytes(call_session_id=call_id, **data)
+        assert ingestor.accept_sync(call_id, body, ("sf",), {"type": "received"}).accepted
+    calls_store = store(redis_client)
+
+    def finished() -> bool:
+        dead = calls_store.dead_letters("sf")
+        return all(call_id in dead or calls_store.done(call_id, "sf") for call_id in calls)
+
+    started = time.monotonic()
+    with running_worker(settings, redis_url):
+        wait_for(finished, timeout=40, interval=0.1, message=f"{len(calls)} deliveries")
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def burst(redis_url: str, redis_client: redis.Redis) -> Any:
+    """``burst(settings, calls)``: :func:`deliver_burst` against this test's Redis."""
+    return lambda settings, calls: deliver_burst(settings, redis_url, redis_client, calls)
