@@ -687,6 +687,12 @@ def _text_matches(term_words: list[str], value: Any) -> bool:
 
 
 def _search_hit(schema: SObjectSchema, record: dict[str, Any], scope: str, term: str) -> bool:
+    """A record matches a term, or any of its ``OR``-separated parts (each may be "quoted")."""
+    parts = [part.strip().strip('"') for part in re.split(r"\s+OR\s+", term)]
+    return any(_search_hit_one(schema, record, scope, part) for part in parts if part)
+
+
+def _search_hit_one(schema: SObjectSchema, record: dict[str, Any], scope: str, term: str) -> bool:
     digits, words = phone_digits(term), _words(term)
     for f in schema.fields.values():
         value = record.get(f.name)

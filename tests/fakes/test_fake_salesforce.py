@@ -208,6 +208,12 @@ def test_sosl_phone_search_matches_on_digits(sf, phone_people, term):
     assert set(records[0]) == {"attributes", "Id", "AccountId", "OwnerId", "LastModifiedDate"}
 
 
+def test_sosl_or_terms_match_any_of_the_numbers(sf, phone_people):
+    sosl = 'FIND {"4155550100" OR "4155550199"} IN PHONE FIELDS RETURNING Contact(Id)'
+    ids = {r["Id"] for r in sf.search(sosl)["searchRecords"]}
+    assert ids == {phone_people["contact"], phone_people["other"]}
+
+
 def test_sosl_phone_search_needs_ten_digits_for_suffix_match(sf, phone_people):
     assert sf.search("FIND {5550100} IN PHONE FIELDS RETURNING Contact(Id), Lead(Id)")["searchRecords"] == []
 
