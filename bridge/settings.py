@@ -93,7 +93,9 @@ class DeliverySettings(Base):
 
 
 class WorkerSettings(Base):
-    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    threads: Annotated[int, msgspec.Meta(ge=1, le=256)] = 32
+    """Concurrent deliveries per worker process. Deliveries wait on CRMs, not the CPU, and a batching
+    connector can only batch as many calls as there are threads: use 64 or more for large bursts."""
     shutdown_timeout_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     """On SIGTERM, in-flight deliveries get this long to finish; the rest are requeued, never lost."""
     heartbeat_timeout_seconds: Annotated[float, msgspec.Meta(ge=5)] = 30.0

@@ -53,7 +53,17 @@ class WorkerRuntime:
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> WorkerRuntime:
-        client = redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30)
+        # Every worker thread, Dramatiq consumer and batch sender may hold a connection at once; a blocking pool
+        # makes a momentary shortage wait instead of failing a delivery ("Too many connections").
+        pool = redis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=2 * settings.worker.threads + 4 * len(settings.connectors) + 32,
+            timeout=30,
+            socket_timeout=10,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        client = redis.Redis(connection_pool=pool)
         keys = Keys(settings.redis.prefix)
         store = CallStore(client, keys, retention_seconds=settings.retention_days * DAY)
         services = Services(
