@@ -10,17 +10,11 @@ Fixtures: ``pki`` (test CA), ``org`` (the fake Salesforce org), ``salesforce`` (
 it: ``salesforce.connector(**config overrides)``, ``salesforce.deliver(connector, **payload overrides)``)
 and ``recordings`` (a TLS file server for recording downloads), and ``burst`` (:func:`deliver_burst` on the test's
 Redis: queue calls, then drain them with a real worker).
-
-The org is :class:`SalesforceOrg`: the shared fake plus ``OR`` between SOSL search terms, which the
-batched phone lookup sends and tests/fakes/sfquery.py does not interpret (it would read
-``FIND {a OR b}`` as one term made of all the digits).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +39,6 @@ from tests.fakes.tls import TestPKI, make_test_pki
 __all__ = [
     "AUDIO",
     "Recordings",
-    "SalesforceOrg",
     "SfHarness",
     "burst",
     "deliver_burst",
@@ -65,39 +58,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
     return make_test_pki(tmp_path_factory.mktemp("pki"))
 
 
-class SalesforceOrg(FakeSalesforce):
-    """The fake org, plus ``FIND {term OR term …}``: each term is answered by the fake's own SOSL and the
-    records are merged, each once, as Salesforce returns the records that match any of the terms."""
-
-    def _route(self, request: FakeRequest, version: str, rest: str, user_id: str) -> FakeResponse:
-        queries = _or_queries(request.query.get("q", [""])[-1]) if rest.strip("/") == "search" else []
-        if len(queries) < 2:
-            return super()._route(request, version, rest, user_id)
-        merged: dict[str, Any] = {}
-        for query in queries:
-            single = dataclasses.replace(request, query={**request.query, "q": [query]})
-            for record in json.loads(super()._route(single, version, rest, user_id).encoded())["searchRecords"]:
-                merged.setdefault(record["Id"], record)
-        return FakeResponse.json(200, {"searchRecords": list(merged.values())})
-
-
-def _or_queries(sosl: str) -> list[str]:
-    """``FIND {a OR b} rest`` -> [``FIND {a} rest``, ``FIND {b} rest``] (escapes kept); [] when it is not SOSL."""
-    head = re.match(r"\s*FIND\s*\{", sosl, re.IGNORECASE)
-    if head is None:
-        return []
-    i = head.end()
-    while i < len(sosl) and sosl[i] != "}":
-        i += 2 if sosl[i] == "\\" else 1
-    term, rest = sosl[head.end() : i], sosl[i + 1 :]
-    return [f"FIND {{{part}}}{rest}" for part in re.split(r"\s+OR\s+", term)]
-
-
 @pytest.fixture
-def org(pki: TestPKI) -> Iterator[SalesforceOrg]:
+def org(pki: TestPKI) -> Iterator[FakeSalesforce]:
     """A fresh fake org per test; the process-wide token cache is emptied so no token leaks between tests."""
     Authenticator.forget_all()
-    with SalesforceOrg(ssl_context=pki.server_context(), api_version="62.0") as server:
+    with FakeSalesforce(ssl_context=pki.server_context(), api_version="62.0") as server:
         yield server
     Authenticator.forget_all()
 
