@@ -197,3 +197,44 @@ def running_api(settings: Settings, url: str) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# -- helpers shared by the connector tests -----------------------------------------------
+
+
+def make_delivery(connector: Any, **data: Any) -> Any:
+    """The Delivery the pipeline would hand `connector` for the example call with `data` overrides."""
+    from bridge.connector import Delivery
+    from bridge.mapping import render_context
+
+    payload = example_payload(**data)
+    call = payload["data"]
+    context = render_context(call=call, event=payload["event"], org_id=payload["org_id"], connector=connector.name)
+    record = connector.mapping.render(context) if connector.mapping is not None else None
+    return Delivery(
+        call_session_id=str(call["call_session_id"]),
+        connector=connector.name,
+        event=payload["event"],
+        org_id=payload["org_id"],
+        call=call,
+        raw_body=json.dumps(payload).encode(),
+        record=record,
+        context=context,
+    )
+
+
+def enqueue(redis_client: redis.Redis, settings: Settings, calls: Any, connectors: tuple[str, ...]) -> None:
+    """Queue (call_id, body) pairs for `connectors` through the real ingest script, as the endpoint would."""
+    from bridge.ingest import Ingestor
+    from bridge.keys import Keys
+
+    ingestor = Ingestor(redis_client, Keys(settings.redis.prefix), dedupe_ttl_seconds=3600, retention_seconds=3600)
+    for call_id, body in calls:
+        assert ingestor.accept_sync(call_id, body, connectors, {"type": "received"}).accepted
+
+
+def call_store(redis_client: redis.Redis, settings: Settings) -> Any:
+    from bridge.keys import Keys
+    from bridge.store import CallStore
+
+    return CallStore(redis_client, Keys(settings.redis.prefix), retention_seconds=3600)

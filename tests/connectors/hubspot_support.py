@@ -7,7 +7,6 @@ the real default mapping end to end.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +17,8 @@ from typing import Any
 import httpx
 import redis
 
-from bridge.connector import Delivery, Services
-from bridge.mapping import MappingLoader, render_context
+from bridge.connector import Services
+from bridge.mapping import MappingLoader
 from bridge.settings import DeliverySettings
 from connectors.hubspot import HubSpotConnector
 from tests.conftest import ROOT, example_payload
@@ -71,24 +70,6 @@ def make_connector(
     )
     compiled = MappingLoader(MAPPINGS).load(str(mapping))
     return HubSpotConnector(name, config, services, compiled)  # type: ignore[arg-type]
-
-
-def make_delivery(connector: HubSpotConnector, **data: Any) -> Delivery:
-    """The example call (with `data` overrides) as the pipeline would hand it to `connector`."""
-    payload = example_payload(**data)
-    call = payload["data"]
-    context = render_context(call=call, event=payload["event"], org_id=payload["org_id"], connector=connector.name)
-    record = connector.mapping.render(context) if connector.mapping is not None else None
-    return Delivery(
-        call_session_id=call["call_session_id"],
-        connector=connector.name,
-        event=payload["event"],
-        org_id=payload["org_id"],
-        call=call,
-        raw_body=json.dumps(payload).encode(),
-        record=record,
-        context=context,
-    )
 
 
 def analysis(**changes: Any) -> dict[str, Any]:
@@ -147,3 +128,16 @@ def concurrently(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
 def person(i: int) -> dict[str, str]:
     """The i-th caller of a campaign: an email and a US number, as Agni sends them."""
     return {"caller_email": f"person{i}@example.com", "phone": f"+1415555{i:04d}", "callee_number": f"+1415555{i:04d}"}
+
+
+def worker_settings(tmp_path: Path, fake: FakeHubSpot, *, threads: int = 4, **options: Any) -> Any:
+    """Settings for a real worker delivering to `fake` through the connector `hs`."""
+    from tests.conftest import make_settings
+
+    connector = {"type": "hubspot", "access_token": TOKEN, "base_url": fake.url, **options}
+    return make_settings(
+        tmp_path,
+        worker={"threads": threads},
+        delivery={"http_attempts": 3, "http_max_wait_seconds": 10, "max_retries": 5},
+        connectors={"hs": connector},
+    )

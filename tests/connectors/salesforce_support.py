@@ -14,7 +14,6 @@ Redis: queue calls, then drain them with a real worker).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +25,12 @@ import redis
 from bridge.connector import Connector, Delivery, Services
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
-from bridge.mapping import MappingLoader, render_context
+from bridge.mapping import MappingLoader
 from bridge.registry import build_connectors
 from bridge.settings import Settings
 from bridge.store import CallStore
 from connectors.salesforce_auth import Authenticator
-from tests.conftest import example_payload, make_settings, payload_bytes, running_worker, wait_for
+from tests.conftest import make_delivery, make_settings, payload_bytes, running_worker, wait_for
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.tls import TestPKI, make_test_pki
@@ -157,24 +156,6 @@ def salesforce(tmp_path: Path, org: FakeSalesforce, pki: TestPKI, redis_client: 
     yield built
     for connector in built.built:
         connector.close()
-
-
-def make_delivery(connector: Connector, **data: Any) -> Delivery:
-    """The Delivery the pipeline would hand the connector for the example call with `data` overrides."""
-    payload = example_payload(**data)
-    call = payload["data"]
-    context = render_context(call=call, event=payload["event"], org_id=payload["org_id"], connector=connector.name)
-    record = connector.mapping.render(context) if connector.mapping is not None else None
-    return Delivery(
-        call_session_id=str(call["call_session_id"]),
-        connector=connector.name,
-        event=payload["event"],
-        org_id=payload["org_id"],
-        call=call,
-        raw_body=json.dumps(payload).encode(),
-        record=record,
-        context=context,
-    )
 
 
 def store(redis_client: redis.Redis) -> CallStore:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bridge.errors import DeferredError, PermanentError, RetryableError
+from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,
     MAPPINGS,
@@ -21,7 +22,6 @@ from tests.connectors.hubspot_support import (
     concurrently,
     creates,
     make_connector,
-    make_delivery,
     person,
     running_fake,
     searches,

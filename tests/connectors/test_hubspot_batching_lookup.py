@@ -13,7 +13,8 @@ import pytest
 
 from connectors.hubspot_lookup import MAX_IN_VALUES, search_contacts
 from connectors.hubspot_match import Identity
-from tests.connectors.hubspot_support import concurrently, make_connector, make_delivery, running_fake, searches
+from tests.conftest import make_delivery
+from tests.connectors.hubspot_support import concurrently, make_connector, running_fake, searches
 from tests.fakes.hubspot import ManualClock
 
 TOGETHER = {"batch_linger_seconds": 0.1, "batch_max_wait_seconds": 0.5}

@@ -9,35 +9,19 @@ from __future__ import annotations
 
 import time
 
-from bridge.ingest import Ingestor
-from bridge.keys import Keys
-from bridge.store import CallStore
-from tests.conftest import make_settings, payload_bytes, running_worker, wait_for
-from tests.connectors.hubspot_support import CALL_ID_PROPERTY, MAPPINGS, TOKEN, analysis, person, running_fake
+from tests.conftest import call_store, enqueue, payload_bytes, running_worker, wait_for
+from tests.connectors.hubspot_support import (
+    CALL_ID_PROPERTY,
+    MAPPINGS,
+    analysis,
+    person,
+    running_fake,
+    worker_settings,
+)
 
 CALLS = 1000
 PEOPLE = 300
 THREADS = 64
-
-
-def settings_for(tmp_path, fake, **options):
-    connector = {"type": "hubspot", "access_token": TOKEN, "base_url": fake.url, **options}
-    return make_settings(
-        tmp_path,
-        worker={"threads": THREADS},
-        delivery={"http_attempts": 3, "http_max_wait_seconds": 10, "max_retries": 5},
-        connectors={"hs": connector},
-    )
-
-
-def enqueue(redis_client, settings, calls):
-    ingestor = Ingestor(redis_client, Keys(settings.redis.prefix), dedupe_ttl_seconds=3600, retention_seconds=3600)
-    for call_id, body in calls:
-        assert ingestor.accept_sync(call_id, body, ("hs",), {"type": "received"}).accepted
-
-
-def store(redis_client, settings):
-    return CallStore(redis_client, Keys(settings.redis.prefix), retention_seconds=3600)
 
 
 def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_429s(tmp_path, redis_url, redis_client):
@@ -45,7 +29,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
     # and 1,000 of their calls queued (every 4th one leaves a follow-up task)
     with running_fake(requests_per_10s=190, search_per_second=5) as fake:
         contacts = [fake.add_contact(email=person(i)["caller_email"], phone=person(i)["phone"]) for i in range(PEOPLE)]
-        settings = settings_for(tmp_path, fake, requests_per_10s=190, search_per_second=5)
+        settings = worker_settings(tmp_path, fake, threads=THREADS, requests_per_10s=190, search_per_second=5)
         pending = analysis(goals_met=False, next_steps="Call back with the quote.")
         calls = []
         for i in range(CALLS):
@@ -53,7 +37,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
             calls.append(
                 (f"burst-{i:04d}", payload_bytes(call_session_id=f"burst-{i:04d}", **person(i % PEOPLE), **extra))
             )
-        enqueue(redis_client, settings, calls)
+        enqueue(redis_client, settings, calls, ("hs",))
 
         # When one worker with 64 threads drains the queue
         with running_worker(settings, redis_url):
@@ -63,7 +47,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
                 timeout=60, interval=0.1, message="every call and task in HubSpot",
             )  # fmt: skip
             drained = time.monotonic() - started
-            done = store(redis_client, settings)
+            done = call_store(redis_client, settings)
             wait_for(lambda: all(done.done(call_id, "hs") for call_id, _ in calls), timeout=20, message="done markers")
 
         with fake.lock:
@@ -83,7 +67,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
         index = int(call["properties"][CALL_ID_PROPERTY].split("-")[1])
         assert fake.associated_ids("calls", call["id"], "contacts") == [contacts[index % PEOPLE]]
     assert throttled == {}
-    assert store(redis_client, settings).dead_letters("hs") == {}
+    assert call_store(redis_client, settings).dead_letters("hs") == {}
     per_call = total / CALLS
     print(
         f"\nbatched burst: {CALLS} calls (+{len(tasks)} tasks), {THREADS} threads, 190 req/10 s, 5 searches/s: "
@@ -100,13 +84,13 @@ def test_an_input_refused_inside_a_batch_dead_letters_only_its_call_with_hubspot
     mapping.write_text(text.replace("\nfields:\n", '\nfields:\n  agni_channel: "{{ call.channel }}"\n', 1))
     with running_fake() as fake:
         fake.define_property("calls", "agni_channel", type_="enumeration", field_type="select", options=("voice",))
-        settings = settings_for(tmp_path, fake, mapping=str(mapping))
+        settings = worker_settings(tmp_path, fake, threads=THREADS, mapping=str(mapping))
         calls = [(f"mixed-{i:02d}", payload_bytes(call_session_id=f"mixed-{i:02d}", **person(i))) for i in range(30)]
         calls[17] = ("mixed-17", payload_bytes(call_session_id="mixed-17", channel="fax", **person(17)))
-        enqueue(redis_client, settings, calls)
+        enqueue(redis_client, settings, calls, ("hs",))
 
         with running_worker(settings, redis_url):
-            done = store(redis_client, settings)
+            done = call_store(redis_client, settings)
             letters = wait_for(lambda: done.dead_letters("hs"), timeout=20, message="the dead letter")
             wait_for(lambda: fake.count("calls") >= 29, timeout=20, message="the other 29 calls")
             wait_for(lambda: sum(bool(done.done(c, "hs")) for c, _ in calls) == 29, timeout=20, message="done markers")

@@ -10,6 +10,7 @@ import pytest
 
 from bridge.errors import RetryableError
 from bridge.templating import TRUNCATION_MARKER
+from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,
     CONNECTED,
@@ -17,7 +18,6 @@ from tests.connectors.hubspot_support import (
     association_types,
     creates,
     make_connector,
-    make_delivery,
     only,
     running_fake,
     searches,

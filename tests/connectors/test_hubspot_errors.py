@@ -10,12 +10,12 @@ import pytest
 
 from bridge.errors import PausedError, PermanentError, RetryableError
 from connectors.hubspot_limits import seconds_until_midnight
+from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     MAPPINGS,
     TOKEN,
     creates,
     make_connector,
-    make_delivery,
     running_fake,
     searches,
 )

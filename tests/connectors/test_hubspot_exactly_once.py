@@ -8,12 +8,12 @@ import pytest
 
 from bridge.errors import DeferredError, RetryableError
 from connectors.hubspot_ledger import Ledger
+from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,
     analysis,
     creates,
     make_connector,
-    make_delivery,
     only,
     running_fake,
     searches,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     association_types,
     creates,
     make_connector,
-    make_delivery,
     only,
     running_fake,
     searches,

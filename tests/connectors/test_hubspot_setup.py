@@ -8,7 +8,8 @@ import pytest
 from bridge.errors import PermanentError
 from bridge.registry import connector_class
 from connectors.hubspot import HubSpotConnector
-from tests.connectors.hubspot_support import CALL_ID_PROPERTY, analysis, make_connector, make_delivery, running_fake
+from tests.conftest import make_delivery
+from tests.connectors.hubspot_support import CALL_ID_PROPERTY, analysis, make_connector, running_fake
 
 
 def test_setup_creates_the_call_id_property_on_calls_and_tasks_once(redis_client):

@@ -5,33 +5,10 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
-from bridge.ingest import Ingestor
-from bridge.keys import Keys
-from bridge.store import CallStore
-from tests.conftest import make_settings, payload_bytes, running_worker, wait_for
-from tests.connectors.hubspot_support import CALL_ID_PROPERTY, MAPPINGS, TOKEN, running_fake
+from tests.conftest import call_store, enqueue, payload_bytes, running_worker, wait_for
+from tests.connectors.hubspot_support import CALL_ID_PROPERTY, MAPPINGS, running_fake, worker_settings
 
 PEOPLE = [(f"person{i}@example.com", f"+1415555010{i}") for i in range(5)]
-
-
-def hubspot_settings(tmp_path, fake, *, threads=4, **options):
-    connector = {"type": "hubspot", "access_token": TOKEN, "base_url": fake.url, **options}
-    return make_settings(
-        tmp_path,
-        worker={"threads": threads},
-        delivery={"http_attempts": 3, "http_max_wait_seconds": 10, "max_retries": 5},
-        connectors={"hs": connector},
-    )
-
-
-def enqueue(redis_client, settings, call_ids_and_bodies):
-    ingestor = Ingestor(redis_client, Keys(settings.redis.prefix), dedupe_ttl_seconds=3600, retention_seconds=3600)
-    for call_id, body in call_ids_and_bodies:
-        assert ingestor.accept_sync(call_id, body, ("hs",), {"type": "received"}).accepted
-
-
-def store(redis_client, settings):
-    return CallStore(redis_client, Keys(settings.redis.prefix), retention_seconds=3600)
 
 
 def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, redis_url, redis_client):
@@ -39,7 +16,7 @@ def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, 
     # and two worker processes' worth of runtimes sharing nothing but Redis
     with running_fake(requests_per_10s=100, search_per_second=5) as fake:
         contacts = [fake.add_contact(email=email, phone=phone) for email, phone in PEOPLE]
-        settings = hubspot_settings(tmp_path, fake, threads=8, requests_per_10s=100)
+        settings = worker_settings(tmp_path, fake, threads=8, requests_per_10s=100)
         calls = []
         for i in range(300):
             email, phone = PEOPLE[i % len(PEOPLE)]
@@ -51,10 +28,10 @@ def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, 
             stack.enter_context(running_worker(settings, redis_url))
             stack.enter_context(running_worker(settings, redis_url))
             started = time.monotonic()
-            enqueue(redis_client, settings, calls)
+            enqueue(redis_client, settings, calls, ("hs",))
             wait_for(lambda: fake.count("calls") >= 300, timeout=100, interval=0.2, message="300 calls in HubSpot")
             elapsed = time.monotonic() - started
-            done = store(redis_client, settings)
+            done = call_store(redis_client, settings)
             wait_for(lambda: all(done.done(call_id, "hs") for call_id, _ in calls), timeout=20, message="done markers")
 
         # Then every call landed once, on the right contact, and HubSpot never had to refuse a request
@@ -67,7 +44,7 @@ def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, 
         for call in stored:
             index = int(call["properties"][CALL_ID_PROPERTY].split("-")[1])
             assert fake.associated_ids("calls", call["id"], "contacts") == [contacts[index % len(PEOPLE)]]
-        assert store(redis_client, settings).dead_letters("hs") == {}
+        assert call_store(redis_client, settings).dead_letters("hs") == {}
         per_call = total / len(calls)
         print(f"\nburst: 300 calls in {elapsed:.1f}s, {total} HubSpot requests ({per_call:.3f} per call)")
         assert per_call < 1.1  # one create per call; contact searches only until the cache knows everyone
@@ -80,10 +57,10 @@ def test_a_validation_error_becomes_a_dead_letter_with_hubspots_message_and_corr
     text = (MAPPINGS / "hubspot_call.yaml").read_text()
     mapping.write_text(text.replace("\nfields:\n", '\nfields:\n  agni_no_such_property: "x"\n', 1))
     with running_fake() as fake:
-        settings = hubspot_settings(tmp_path, fake, mapping=str(mapping))
+        settings = worker_settings(tmp_path, fake, mapping=str(mapping))
         with running_worker(settings, redis_url):
-            enqueue(redis_client, settings, [("invalid-1", payload_bytes(call_session_id="invalid-1"))])
-            letters = wait_for(lambda: store(redis_client, settings).dead_letters("hs"), timeout=15)
+            enqueue(redis_client, settings, [("invalid-1", payload_bytes(call_session_id="invalid-1"))], ("hs",))
+            letters = wait_for(lambda: call_store(redis_client, settings).dead_letters("hs"), timeout=15)
         posts = [r for r in fake.request_log if r.method == "POST" and r.path == "/crm/v3/objects/calls"]
 
     letter = letters["invalid-1"]
@@ -98,15 +75,15 @@ def test_a_validation_error_becomes_a_dead_letter_with_hubspots_message_and_corr
 
 def test_the_daily_limit_keeps_calls_queued_instead_of_dead_lettering_them(tmp_path, redis_url, redis_client):
     with running_fake(daily_limit=1) as fake:  # the contact search spends the day's only request
-        settings = hubspot_settings(tmp_path, fake)
+        settings = worker_settings(tmp_path, fake)
         with running_worker(settings, redis_url):
-            enqueue(redis_client, settings, [("daily-1", payload_bytes(call_session_id="daily-1"))])
-            history = store(redis_client, settings)
+            enqueue(redis_client, settings, [("daily-1", payload_bytes(call_session_id="daily-1"))], ("hs",))
+            history = call_store(redis_client, settings)
             paused = wait_for(lambda: [e for e in history.history("daily-1") if e.get("type") == "paused"], timeout=15)
         assert fake.throttled["DAILY"] == 1
 
     assert "You have reached your daily limit." in paused[0]["reason"]
     assert paused[0]["retry_after"] > 60
-    assert store(redis_client, settings).dead_letters("hs") == {}
-    assert store(redis_client, settings).done("daily-1", "hs") is None
+    assert call_store(redis_client, settings).dead_letters("hs") == {}
+    assert call_store(redis_client, settings).done("daily-1", "hs") is None
     assert fake.count("calls") == 0
