@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -26,6 +27,7 @@ def _when(seconds: float | None) -> str:
 
 
 def _render(renderable: Any) -> str:
+    """Plain text (no colours); cells are escaped by the callers, since CRM errors contain [brackets]."""
     console = Console(record=True, width=140, file=None, force_terminal=False, color_system=None)
     with console.capture() as capture:
         console.print(renderable)
@@ -48,7 +50,7 @@ def render_report(report: CallReport) -> str:
             result = state.last_error or "waiting in the queue"
         if state.mapping:
             result += f" [mapping {state.mapping}]"
-        table.add_row(state.connector, state.status, str(state.attempts), result)
+        table.add_row(escape(state.connector), state.status, str(state.attempts), escape(result))
     lines.append(_render(table))
     lines.append("History:")
     for event in report.history:
@@ -75,7 +77,7 @@ def render_list(reports: list[CallReport]) -> str:
     table = Table("received", "call_session_id", "status", "connectors", box=None, pad_edge=False)
     for report in reports:
         states = ", ".join(f"{c.connector}={c.status}" for c in report.connectors) or "-"
-        table.add_row(_when(report.received_at), report.call_session_id, report.status, states)
+        table.add_row(_when(report.received_at), escape(report.call_session_id), report.status, escape(states))
     return _render(table)
 
 
@@ -86,10 +88,10 @@ def render_dead_letters(letters: list[dict[str, Any]]) -> str:
     for letter in letters:
         table.add_row(
             _when(letter.get("t", 0) / 1000),
-            letter.get("connector", ""),
-            letter.get("call_session_id", ""),
+            escape(letter.get("connector", "")),
+            escape(letter.get("call_session_id", "")),
             str(letter.get("attempts", "")),
-            (letter.get("error") or "")[:100],
+            escape((letter.get("error") or "")[:100]),
         )
     return _render(table)
 

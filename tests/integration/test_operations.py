@@ -152,3 +152,16 @@ def test_the_admin_api_is_off_without_a_token(tmp_path, redis_url):
         response = httpx.get(f"{base}/admin/calls", headers={"authorization": "Bearer x"})
     assert response.status_code == 404
     assert "disabled" in response.json()["error"]
+
+
+def test_human_output_keeps_square_brackets_from_crm_errors(config_file, bridge, sink):
+    sink.faults.add(Fault(status=400, body=b'[{"errorCode":"INVALID_FIELD","message":"No such column [X]"}]'), times=1)
+    post(bridge, "brackets")
+    states = {"fwd": "dead", "out": "delivered"}
+    wait_for(
+        lambda: {c["connector"]: c["status"] for c in show(config_file, "brackets")["connectors"]} == states, timeout=15
+    )
+    text = cli(config_file, "calls", "show", "brackets").output
+    assert "No such column [X]" in text
+    assert "[mapping jsonl_record.yaml]" in text
+    assert "[X]" in cli(config_file, "dlq", "list").output
