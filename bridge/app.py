@@ -29,7 +29,7 @@ from bridge.keys import Keys
 from bridge.metrics import ApiMetrics
 from bridge.routing import Router
 from bridge.settings import Settings, load_settings
-from bridge.webhook import WebhookIntake
+from bridge.webhook import WebhookIntake, bearer_token
 
 __all__ = ["create_app"]
 
@@ -83,9 +83,7 @@ def _admin_guard(request: Request) -> Response[bytes] | None:
     token: bytes = request.app.state.admin_token
     if not token:
         return _json(404, {"status": "error", "error": "the admin API is disabled (set admin.token)"})
-    auth = request.headers.get("authorization", "")
-    presented = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
-    if not hmac.compare_digest(presented, token):
+    if not hmac.compare_digest(bearer_token(request.headers).encode(), token):
         return _json(401, {"status": "unauthorized", "error": "missing or wrong admin token"})
     return None
 

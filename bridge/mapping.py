@@ -39,6 +39,7 @@ from jinja2 import Template, TemplateError
 from bridge.errors import MappingError
 from bridge.settings import Base, format_validation_error
 from bridge.templating import (
+    FALSE_WORDS,
     SandboxEnvironment,
     add_days,
     call_direction,
@@ -46,6 +47,7 @@ from bridge.templating import (
     datetime_iso,
     make_environment,
     truncate,
+    truthy,
 )
 
 __all__ = ["CompiledMapping", "FieldSpec", "MappingFile", "MappingLoader", "render_context"]
@@ -174,11 +176,10 @@ class CompiledMapping:
                     return None if text == "" else float(text)
                 case "bool":
                     if isinstance(text, bool) or text == "":
-                        return text if text != "" else None
-                    lowered = str(text).lower()
-                    if lowered in {"true", "yes", "1", "on"}:
+                        return text if isinstance(text, bool) else None
+                    if str(text).lower() in {"true", "yes", "1", "on"}:
                         return True
-                    if lowered in {"false", "no", "0", "off", "none"}:
+                    if str(text).lower() in FALSE_WORDS:
                         return False
                     raise ValueError(f"not a boolean: {text!r}")
                 case "date":
@@ -188,11 +189,6 @@ class CompiledMapping:
         except (TypeError, ValueError) as exc:
             raise MappingError(f"{self.path.name}: {where}: cannot convert {text!r} to {spec.type}: {exc}") from exc
         return raw
-
-
-def truthy(text: str) -> bool:
-    """How a rendered condition reads: empty, false, 0, none and undefined are false."""
-    return text.strip().lower() not in {"", "false", "0", "none", "no", "off"}
 
 
 def render_context(

@@ -22,7 +22,7 @@ from jinja2 import TemplateError
 
 from bridge.errors import ConfigError
 from bridge.settings import Settings
-from bridge.templating import SandboxEnvironment, make_environment
+from bridge.templating import SandboxEnvironment, make_environment, truthy
 
 __all__ = ["RouteDecision", "Router"]
 
@@ -59,6 +59,11 @@ class Router:
             targets = tuple(name for name in route.connectors if name in enabled)
             self._routes.append((label, condition, targets))
 
+    @property
+    def needs_call(self) -> bool:
+        """Whether any route looks at the call; when none does, the hot path skips building a context."""
+        return any(condition is not None for _, condition, _ in self._routes)
+
     def route(self, context: Mapping[str, Any]) -> RouteDecision:
         """Decide for one call; a condition that fails to evaluate counts as not matching."""
         if not self._routes:
@@ -72,7 +77,7 @@ class Router:
 def _holds(condition: Any, context: Mapping[str, Any]) -> bool:
     try:
         if hasattr(condition, "render"):
-            return condition.render(context).strip().lower() not in {"", "false", "0", "none", "no", "off"}
+            return truthy(condition.render(context))
         return bool(condition(**context))
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError):
         return False

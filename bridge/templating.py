@@ -30,7 +30,15 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, safe_range
 from markupsafe import Markup, escape
 
-__all__ = ["TRUNCATION_MARKER", "SandboxEnvironment", "call_direction", "make_environment", "truncate"]
+__all__ = [
+    "FALSE_WORDS",
+    "TRUNCATION_MARKER",
+    "SandboxEnvironment",
+    "call_direction",
+    "make_environment",
+    "truncate",
+    "truthy",
+]
 
 TRUNCATION_MARKER = "…(truncated)"
 MAX_OUTPUT = 1_000_000  # characters a single binary operation may produce
@@ -52,6 +60,14 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
                     raise SecurityError("template output too large")
             return operator.mul(left, right)
         return super().call_binop(context, operator_, left, right)
+
+
+FALSE_WORDS = frozenset({"", "false", "0", "none", "no", "off"})
+
+
+def truthy(text: str) -> bool:
+    """How rendered text reads as a condition: empty, false, 0, none, no and off are false."""
+    return text.strip().lower() not in FALSE_WORDS
 
 
 def _finalize(value: Any) -> Any:

@@ -29,7 +29,7 @@ from bridge.ingest import Ingestor
 from bridge.mapping import render_context
 from bridge.routing import RouteDecision, Router
 
-__all__ = ["Prepared", "WebhookIntake", "WebhookOutcome"]
+__all__ = ["Prepared", "WebhookIntake", "WebhookOutcome", "bearer_token"]
 
 log = logging.getLogger("bridge.webhook")
 
@@ -63,6 +63,12 @@ class Prepared:
         }
 
 
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or ""."""
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
 def _error(status_code: int, result: str, message: str, **extra: Any) -> WebhookOutcome:
     return WebhookOutcome(status_code, {"status": result, "error": message, **extra})
 
@@ -78,12 +84,7 @@ class WebhookIntake:
         """Constant-time comparison of the Bearer header or ?token= against the configured token."""
         if not self._token:
             return True
-        presented = ""
-        auth = headers.get("authorization", "")
-        if auth[:7].lower() == "bearer ":
-            presented = auth[7:].strip()
-        elif "token" in query:
-            presented = query["token"]
+        presented = bearer_token(headers) or query.get("token", "")
         return hmac.compare_digest(presented.encode(), self._token)
 
     def prepare(self, body: bytes) -> Prepared | WebhookOutcome:
@@ -103,9 +104,13 @@ class WebhookIntake:
             call = decode_call(envelope)
         except EventDecodeError as exc:
             return _error(400, "invalid", exc.message, path=exc.path)
-        # Routing needs the call as plain data; `to_builtins` of the validated Struct is cheap and
-        # holds every field a condition can name.
-        context = render_context(call=msgspec.to_builtins(call), event=envelope.event, org_id=envelope.org_id)
+        # Conditions see the call as plain data (`to_builtins` of the validated Struct holds every field
+        # they can name); without conditions there is nothing to build.
+        context = (
+            render_context(call=msgspec.to_builtins(call), event=envelope.event, org_id=envelope.org_id)
+            if self.router.needs_call
+            else {}
+        )
         return Prepared(call.call_session_id, envelope.org_id, self.router.route(context))
 
     async def handle(

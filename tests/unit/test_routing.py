@@ -19,6 +19,7 @@ def test_without_routes_every_enabled_connector_gets_every_call(tmp_path):
     decision = router.route(ctx())
     assert decision.connectors == ("a", "b")
     assert decision.rule == "default: all connectors"
+    assert not router.needs_call  # the endpoint then builds no routing context at all
 
 
 def test_first_matching_route_wins_in_both_condition_styles(tmp_path):
@@ -36,6 +37,7 @@ def test_first_matching_route_wins_in_both_condition_styles(tmp_path):
     assert router.route(ctx(status="completed")).rule == "routes[0] (done)"
     assert router.route(ctx(status="voicemail")).connectors == ("b",)
     assert router.route(ctx(status="busy")).connectors == ("c",)
+    assert router.needs_call
 
 
 def test_no_match_routes_nowhere(tmp_path):
