@@ -54,7 +54,7 @@ def run_checks(config_path: Path, payload: Path | None = None) -> tuple[list[str
     else:
         problems.append(f"{settings.config_path}: mappings_dir: folder {mappings_dir} does not exist")
 
-    services = Services(prefix=settings.redis.prefix, delivery=settings.delivery, resolve_path=settings.resolve)
+    services = Services.offline(settings)
     connectors = {}
     for name, raw in settings.connectors.items():
         state = "enabled" if raw.get("enabled", True) is not False else "disabled"
@@ -102,7 +102,7 @@ def preview_payload(
     except EventDecodeError as exc:
         raise ConfigError(f"payload is not a valid call.completed webhook: {exc.message} at {exc.path}") from exc
     if connectors is None:
-        services = Services(prefix=settings.redis.prefix, delivery=settings.delivery, resolve_path=settings.resolve)
+        services = Services.offline(settings)
         loader = MappingLoader(settings.resolve(settings.mappings_dir))
         selected = names if names is not None else list(settings.enabled_connectors())
         unknown = [name for name in selected if name not in settings.connectors]

@@ -182,7 +182,7 @@ def setup(ctx: click.Context, connector_names: tuple[str, ...]) -> None:
 
     settings = _load(ctx)
     configure_logging(settings.logging.level, settings.logging.format)
-    services = Services(prefix=settings.redis.prefix, delivery=settings.delivery, resolve_path=settings.resolve)
+    services = Services.offline(settings)
     loader = MappingLoader(settings.resolve(settings.mappings_dir))
     try:
         connectors = build_connectors(settings, services, loader, names=list(connector_names) or None)

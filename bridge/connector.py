@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from bridge.settings import Base, DeliverySettings
+from bridge.settings import Base, DeliverySettings, Settings
 
 if TYPE_CHECKING:
     import httpx
@@ -105,6 +105,11 @@ class Services:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     resolve_path: Callable[[str], Path] = Path
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("bridge.connector"))
+
+    @classmethod
+    def offline(cls, settings: Settings) -> Services:
+        """No Redis, no transport: what `check`, `preview` and `setup` give connectors."""
+        return cls(prefix=settings.redis.prefix, delivery=settings.delivery, resolve_path=settings.resolve)
 
 
 class Connector(abc.ABC):
