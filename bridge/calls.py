@@ -125,18 +125,24 @@ class CallLog:
             done = {_text(k): _decode(v) for k, v in replies[2 * i + 1].items()}
             partial.append((call_id, history, done))
         # Dead letters live per connector; ask only about the connectors each call was routed to.
+        # The letter itself is read, not just its existence: it may have been written after the
+        # history above was read, and then it is the only place the CRM's error can be found.
         pipe = self.client.pipeline(transaction=False)
         asked = []
         for call_id, history, _ in partial:
             for name in _connectors_of(history):
-                pipe.hexists(self.keys.dlq(name), call_id)
+                pipe.hget(self.keys.dlq(name), call_id)
                 asked.append((call_id, name))
-        dead = {pair for pair, exists in zip(asked, pipe.execute() if asked else [], strict=True) if exists}
+        replies = pipe.execute() if asked else []
+        dead = {pair: _decode(raw) for pair, raw in zip(asked, replies, strict=True) if raw is not None}
         return [self._build(call_id, history, done, dead) for call_id, history, done in partial]
 
     @staticmethod
     def _build(
-        call_id: str, history: list[dict[str, Any]], done: dict[str, Any], dead: set[tuple[str, str]]
+        call_id: str,
+        history: list[dict[str, Any]],
+        done: dict[str, Any],
+        dead: dict[tuple[str, str], dict[str, Any]],
     ) -> CallReport:
         received = next((e for e in history if e.get("type") in ("received", "replay", "backfill")), {})
         report = CallReport(
@@ -168,8 +174,11 @@ class CallLog:
                     state.match = event.get("match") or event.get("skipped") or ""
             if name in done and state.status not in ("delivered", "skipped"):
                 state.status = done[name].get("outcome", "delivered")
-            if (call_id, name) in dead and name not in done:
+            letter = dead.get((call_id, name))
+            if letter is not None and name not in done:
                 state.status = "dead"
+                state.last_error = letter.get("error") or state.last_error
+                state.attempts = max(state.attempts, int(letter.get("attempts") or 0))
             report.connectors.append(state)
         if report.connectors:
             report.status = min((c.status for c in report.connectors), key=lambda s: _RANK.get(s, 0))

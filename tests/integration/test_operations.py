@@ -165,3 +165,55 @@ def test_human_output_keeps_square_brackets_from_crm_errors(config_file, bridge,
     assert "No such column [X]" in text
     assert "[mapping jsonl_record.yaml]" in text
     assert "[X]" in cli(config_file, "dlq", "list").output
+
+
+class _DeadLetterBetweenReads:
+    """A Redis client that lets the worker write a dead letter right after the report's first read.
+
+    That is the interleaving CI once hit: the call's history was read before the failed attempt was
+    appended, its dead letter after, and `calls show` said DEAD with no reason.
+    """
+
+    def __init__(self, client, on_first_read):
+        self.client, self.on_first_read, self.reads = client, on_first_read, 0
+
+    def pipeline(self, **kwargs):
+        pipe, outer = self.client.pipeline(**kwargs), self
+
+        class _Pipe:
+            def __getattr__(self, name):
+                return getattr(pipe, name)
+
+            def execute(self):
+                replies = pipe.execute()
+                outer.reads += 1
+                if outer.reads == 1:
+                    outer.on_first_read()
+                return replies
+
+        return _Pipe()
+
+
+def test_a_report_read_while_the_dead_letter_is_written_still_names_the_crm_error(tmp_path, redis_client):
+    from bridge.calls import CallLog
+    from bridge.keys import Keys
+    from tests.conftest import call_store
+
+    settings = make_settings(tmp_path)
+    from bridge.ingest import Ingestor
+
+    keys = Keys(settings.redis.prefix)
+    ingestor = Ingestor(redis_client, keys, dedupe_ttl_seconds=3600, retention_seconds=3600)
+    received = {"type": "received", "connectors": ["fwd"]}
+    assert ingestor.accept_sync("race-1", payload_bytes(call_session_id="race-1"), ("fwd",), received).accepted
+    store = call_store(redis_client, settings)
+    event = {"type": "attempt", "connector": "fwd", "attempt": 3, "outcome": "dead", "error": "HTTP 422: no agent"}
+
+    def write_letter():
+        store.dead_letter("fwd", "race-1", {"attempts": 3, "error": "HTTP 422: no agent"}, event)
+
+    client = _DeadLetterBetweenReads(redis_client, write_letter)
+    report = CallLog(client, keys).report("race-1")
+    assert client.reads == 2, "the letter was written between the history read and the dead-letter read"
+    (fwd,) = report.connectors
+    assert (fwd.status, fwd.last_error, fwd.attempts) == ("dead", "HTTP 422: no agent", 3)
