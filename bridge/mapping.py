@@ -37,7 +37,7 @@ import yaml
 from jinja2 import Template, TemplateError
 
 from bridge.errors import MappingError
-from bridge.settings import Base, format_validation_error
+from bridge.settings import Base
 from bridge.templating import (
     FALSE_WORDS,
     SandboxEnvironment,
@@ -49,6 +49,7 @@ from bridge.templating import (
     truncate,
     truthy,
 )
+from bridge.validation import format_validation_error
 
 __all__ = ["CompiledMapping", "FieldSpec", "MappingFile", "MappingLoader", "render_context"]
 
@@ -238,7 +239,8 @@ def compile_mapping(path: Path, env: SandboxEnvironment) -> CompiledMapping:
     try:
         spec = msgspec.convert(tree, type=MappingFile)
     except msgspec.ValidationError as exc:
-        raise MappingError(f"{path}: {format_validation_error(exc)}") from exc
+        hint = "check the spelling against the mappings/ that ship with the bridge"
+        raise MappingError(f"{path}: {format_validation_error(exc, '$', MappingFile, tree, hint)}") from exc
     compiled = CompiledMapping(path=path, spec=spec, digest=hashlib.sha256(data).hexdigest()[:12], env=env)
     compiled._fields = _compile_fields(spec.fields, "fields", path, env)
     if spec.follow_up is not None:

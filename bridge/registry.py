@@ -16,7 +16,8 @@ import msgspec
 from bridge.connector import Connector, ConnectorConfig, Services
 from bridge.errors import ConfigError, MappingError
 from bridge.mapping import MappingLoader
-from bridge.settings import Settings, format_validation_error
+from bridge.settings import Settings
+from bridge.validation import format_validation_error
 
 __all__ = ["ENTRY_POINT_GROUP", "available_types", "build_connectors", "connector_class"]
 
@@ -53,7 +54,8 @@ def validate_connector(settings: Settings, name: str) -> tuple[type[Connector], 
     try:
         config = cls.validate(name, raw)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{settings.config_path}: {format_validation_error(exc, f'$.connectors.{name}')}") from exc
+        reason = format_validation_error(exc, f"$.connectors.{name}", getattr(cls, "Config", None), raw)
+        raise ConfigError(f"{settings.config_path}: {reason}") from exc
     return cls, config
 
 

@@ -14,12 +14,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 
 from bridge.errors import ConfigError
+from bridge.validation import format_validation_error
 
 __all__ = [
     "AdminSettings",
@@ -69,6 +70,10 @@ class RedisSettings(Base):
     """Empty: start an embedded Redis (one machine). Set it to share one Redis between many API and worker processes."""
     prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]+$")] = "agni"
     """Namespace of every key the bridge writes, so one Redis can serve several bridges."""
+    embedded_fsync: Literal["always", "everysec"] = "always"
+    """Embedded Redis only. `always`: a call is on disk before Agni gets its 200, so even a power cut
+    loses no acknowledged call. `everysec`: faster, but a machine crash may lose the last second's calls
+    (Agni has stopped retrying them). A shared Redis (redis.url) is configured by its own operator."""
 
 
 class DeliverySettings(Base):
@@ -206,28 +211,7 @@ def convert(tree: Any, type_: type[Any], source: str, root: str) -> Any:
         # strict=False: values that came from ${ENV} are strings, and "8080" must still be a port.
         return msgspec.convert(tree, type=type_, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {format_validation_error(exc, root)}") from exc
-
-
-def format_validation_error(exc: msgspec.ValidationError, root: str = "$") -> str:
-    """msgspec says "Expected `int`, got `str` - at `$.server.port`"; we say "server.port: Expected `int`…"."""
-    message = str(exc)
-    match = re.search(r" - at `\$(.*)`$", message)
-    reason = message[: match.start()] if match else message
-    key = _display_path(root + (match.group(1) if match else ""))
-    # msgspec names a missing or unknown key in the message and locates its parent; make it one path.
-    named = re.match(r"Object (missing required|contains unknown) field `([^`]+)`", reason)
-    if named:
-        key = f"{key}.{named.group(2)}" if key else named.group(2)
-        missing = named.group(1).startswith("missing")
-        reason = (
-            "required key is missing" if missing else "unknown key (check the spelling against config.example.yaml)"
-        )
-    return f"{key}: {reason}" if key else reason
-
-
-def _display_path(path: str) -> str:
-    return path.removeprefix("$").removeprefix(".")
+        raise ConfigError(f"{source}: {format_validation_error(exc, root, type_, tree)}") from exc
 
 
 def interpolate(node: Any, env: Mapping[str, str], source: str, path: str = "") -> Any:

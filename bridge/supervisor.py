@@ -58,7 +58,7 @@ def run_all(settings: Settings) -> int:
         env["AGNI_BRIDGE_REDIS_URL"] = settings.redis.url
     else:
         data_dir = settings.resolve(settings.data_dir)
-        embedded = EmbeddedRedis(Path(data_dir) / "redis")
+        embedded = EmbeddedRedis(Path(data_dir) / "redis", fsync=settings.redis.embedded_fsync)
         embedded.start()
         env["AGNI_BRIDGE_REDIS_URL"] = embedded.url
         log.info(

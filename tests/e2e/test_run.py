@@ -95,6 +95,19 @@ def test_run_delivers_the_example_call_and_stops_cleanly(bridge, sink):
     assert (tmp_path / "var" / "redis" / "appendonlydir").exists() or list((tmp_path / "var" / "redis").glob("*.aof"))
 
 
+def test_the_embedded_redis_is_on_disk_before_a_call_is_acknowledged(bridge):
+    """The default fsync policy is `always`: Redis fsyncs its append-only file before it replies."""
+    import redis
+
+    _, _, tmp_path = bridge
+    client = redis.Redis.from_url((tmp_path / "var" / "redis" / "url").read_text(), decode_responses=True)
+    try:
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync") == {"appendfsync": "always"}
+    finally:
+        client.close()
+
+
 def test_killing_the_bridge_leaves_no_orphan_processes(bridge):
     process, _, _ = bridge
     children = children_of(process.pid)

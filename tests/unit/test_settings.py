@@ -37,6 +37,7 @@ def test_defaults_apply_to_a_minimal_config(tmp_path):
     assert settings.server.max_body_bytes == 2 * 1024 * 1024
     assert settings.dedupe_ttl_days == 30
     assert settings.delivery.max_retries >= 30
+    assert settings.redis.embedded_fsync == "always"
 
 
 def test_environment_variables_are_interpolated_with_defaults(tmp_path):
@@ -126,3 +127,9 @@ def test_connector_names_are_restricted_to_queue_safe_characters(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings(path, env={})
     assert "connectors" in str(info.value)
+
+
+def test_an_unknown_fsync_policy_is_refused_with_its_key(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, MINIMAL + "redis: {embedded_fsync: sometimes}\n"), env={})
+    assert "redis.embedded_fsync" in str(err.value) and "everysec" in str(err.value)
