@@ -97,11 +97,17 @@ class SalesforceConnector(Connector):
                 schema = Schema(api.describe, self.log)
                 prefix = f"{services.prefix}:salesforce:{self.name}"
                 name = f"salesforce-{self.name}"
-                lookups = Lookups(api, config.match, schema, batch_size=config.batch_size, name=name)
+                timing = {"linger": config.batch_linger_seconds, "max_wait": config.batch_max_wait_seconds}
+                lookups = Lookups(api, config.match, schema, batch_size=config.batch_size, name=name, **timing)
                 tasks = TaskWriter(api, schema, config.external_id_field)
                 if config.batch_size > 1 and float(config.api_version) >= COLLECTION_UPSERT_VERSION:
                     tasks.batcher = task_batcher(
-                        api, tasks, batch_size=config.batch_size, limit_pause=config.limit_pause_seconds, name=name
+                        api,
+                        tasks,
+                        batch_size=config.batch_size,
+                        limit_pause=config.limit_pause_seconds,
+                        name=name,
+                        **timing,
                     )
                 redis_client = services.redis
                 matcher = Matcher(lookups, config.match, redis_client=redis_client, key_prefix=prefix, log=self.log)

@@ -40,13 +40,12 @@ from connectors.salesforce_api import SalesforceApi, upsert_what
 from connectors.salesforce_errors import copy_error, error_from_save_result
 from connectors.salesforce_task import MAX_ATTEMPTS, TaskUpsert, TaskWriter, Upserted
 
-__all__ = ["COLLECTION_LIMIT", "IN_FLIGHT", "LINGER_SECONDS", "MAX_WAIT_SECONDS", "TaskBatch", "task_batcher"]
+__all__ = ["COLLECTION_LIMIT", "IN_FLIGHT", "TaskBatch", "task_batcher"]
 
 COLLECTION_LIMIT = 200  # records per sObject Collections request (REFERENCE §2.3)
-# A batch leaves once no new item came for LINGER_SECONDS, at the latest MAX_WAIT_SECONDS after its first item:
-# a lone call waits ~20 ms; under load, items that arrive while IN_FLIGHT requests are out wait and go together.
-LINGER_SECONDS = 0.02
-MAX_WAIT_SECONDS = 0.2
+# A batch leaves once no new item came for `linger` (config batch_linger_seconds), at the latest `max_wait` after
+# its first item: a lone call waits ~20 ms; under load, items that arrive while IN_FLIGHT requests are out wait and
+# go together.
 # One request in flight per batcher: under load the worker's threads then split into the batch being written and
 # the one filling up (about threads/2 records a request), where two in flight split them three ways. Measured on
 # 10,000 calls, 64 threads, 50 ms latency: 0.032 requests per call with 1, 0.052 with 2 (and no slower).
@@ -54,14 +53,21 @@ IN_FLIGHT = 1
 
 
 def task_batcher(
-    api: SalesforceApi, writer: TaskWriter, *, batch_size: int, limit_pause: float, name: str
+    api: SalesforceApi,
+    writer: TaskWriter,
+    *,
+    batch_size: int,
+    linger: float,
+    max_wait: float,
+    limit_pause: float,
+    name: str,
 ) -> Batcher[TaskUpsert, Upserted]:
     """The batcher `writer.write` submits to (`batch_size` records per request at most)."""
     return Batcher(
         TaskBatch(api, writer, limit_pause=limit_pause),
         max_size=min(batch_size, COLLECTION_LIMIT),
-        linger=LINGER_SECONDS,
-        max_wait=MAX_WAIT_SECONDS,
+        linger=linger,
+        max_wait=max_wait,
         concurrency=IN_FLIGHT,
         name=f"{name}-tasks",
     )

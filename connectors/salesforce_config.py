@@ -139,10 +139,15 @@ class SalesforceConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknow
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=200)] = 200
     """Most Task upserts sent in one sObject Collections request when several calls are delivered at once (the
     lookups of concurrent calls share a query too, up to 50 values each). A lone call at a quiet moment still goes
-    out at once, alone; a batch leaves ~20 ms after the last call joined it, 200 ms after the first at the latest.
-    Each call keeps its own result: a record Salesforce rejects fails only its own call. `1` turns batching off
-    (one request per Task and per lookup). API versions before 46.0 have no collection upsert: Tasks then go one by
-    one whatever this says."""
+    out at once, alone; a batch leaves `batch_linger_seconds` after the last call joined it, `batch_max_wait_seconds`
+    after the first at the latest. Each call keeps its own result: a record Salesforce rejects fails only its own
+    call. `1` turns batching off (one request per Task and per lookup). API versions before 46.0 have no collection
+    upsert: Tasks then go one by one whatever this says."""
+    batch_linger_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.02
+    """A batch (of Task upserts, or of lookups) goes out once no call has joined it for this long, or when full.
+    A lone call waits this long at each step; a longer lull fills batches better under load."""
+    batch_max_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.2
+    """...and at the latest this long after its first call joined, however busy it is."""
 
 
 def looks_like_id(value: str, prefixes: tuple[str, ...] = ("005", "00G")) -> bool:

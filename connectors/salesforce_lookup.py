@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 from bridge.batching import Batcher
 from bridge.errors import ConnectorError
 from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_batch import IN_FLIGHT, LINGER_SECONDS, MAX_WAIT_SECONDS
+from connectors.salesforce_batch import IN_FLIGHT
 from connectors.salesforce_config import MatchConfig
 from connectors.salesforce_errors import copy_error
 from connectors.salesforce_schema import Schema
@@ -113,15 +113,25 @@ K = TypeVar("K", str, Number)  # what is looked up: an email or a number
 class Lookups:
     """Contact/Lead lookups of one connector, batched when `batch_size` > 1; shared by its worker threads."""
 
-    def __init__(self, api: SalesforceApi, config: MatchConfig, schema: Schema, *, batch_size: int, name: str) -> None:
+    def __init__(
+        self,
+        api: SalesforceApi,
+        config: MatchConfig,
+        schema: Schema,
+        *,
+        batch_size: int,
+        name: str,
+        linger: float,
+        max_wait: float,
+    ) -> None:
         self.api = api
         self.config = config
         self.schema = schema
         size = min(batch_size, LOOKUP_BATCH_LIMIT)
         options: dict[str, Any] = {
             "max_size": size,
-            "linger": LINGER_SECONDS,
-            "max_wait": MAX_WAIT_SECONDS,
+            "linger": linger,
+            "max_wait": max_wait,
             "concurrency": IN_FLIGHT,
         }
         self._emails = Batcher(self._email_batch, name=f"{name}-emails", **options) if size > 1 else None

@@ -110,6 +110,15 @@ def association_types(fake: FakeHubSpot, from_type: str, from_id: str, to_type: 
         }
 
 
+def together(count: int) -> dict[str, Any]:
+    """Connector options under which `count` concurrent deliveries share each batch on any machine.
+
+    A batch goes out the moment it is full, so `count` deliveries leave together without waiting on a
+    timer; the long lull (the configurable maximum) only matters when fewer than `count` reach a step,
+    and keeps a thread that a loaded machine starts late from missing its batch."""
+    return {"batch_size": count, "batch_linger_seconds": 1, "batch_max_wait_seconds": 1}
+
+
 def concurrently(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     """fn(item) for every item on its own thread, all released at once; each result, or the exception raised."""
     barrier = threading.Barrier(len(items))

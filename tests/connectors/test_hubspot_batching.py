@@ -25,11 +25,11 @@ from tests.connectors.hubspot_support import (
     person,
     running_fake,
     searches,
+    together,
 )
 from tests.fakes.httpserver import Fault
 
 BATCH_CREATE = "/crm/v3/objects/calls/batch/create"
-TOGETHER = {"batch_linger_seconds": 0.1, "batch_max_wait_seconds": 0.5}
 TEN_SECONDLY = {
     "status": "error",
     "message": "You have reached your ten_secondly_rolling limit.",
@@ -74,7 +74,7 @@ def intent_marker(redis_client, call_id):
 def test_concurrent_calls_share_one_search_and_one_batch_create_and_each_gets_its_own_call(fake, redis_client):
     # Given 40 callers who are contacts in HubSpot
     contacts = seed_people(fake, 40)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(40))
 
     # When 40 of their calls are delivered at the same moment
     results = concurrently(connector.deliver, deliveries(connector, 40))
@@ -94,13 +94,15 @@ def test_concurrent_calls_share_one_search_and_one_batch_create_and_each_gets_it
 
 def test_a_lone_call_at_a_quiet_moment_goes_out_at_once_as_a_single_create(fake, redis_client):
     fake.add_contact(email="john@example.com")
-    connector = make_connector(fake, redis_client)
+    # A batch window of a full second: a call that waited for it would take two (lookup, then create).
+    connector = make_connector(fake, redis_client, batch_max_wait_seconds=1)
+    connector.deliver(make_delivery(connector, call_session_id="warm-up"))  # first connection, batcher threads
 
     started = time.monotonic()
     connector.deliver(make_delivery(connector))
 
     assert time.monotonic() - started < 1.0  # two short lingers (lookup, create), no fixed window
-    assert creates(fake) == 1
+    assert creates(fake) == 2
     assert batch_requests(fake, "create") == 0
 
 
@@ -126,7 +128,7 @@ class ReshapedResults(httpx.BaseTransport):
 @pytest.mark.parametrize("hide_call_id", [False, True], ids=["echoed", "read-back"])
 def test_batch_results_in_another_order_are_attributed_by_the_call_id_they_carry(fake, redis_client, hide_call_id):
     contacts = seed_people(fake, 12)
-    connector = make_connector(fake, redis_client, transport=ReshapedResults(hide_call_id=hide_call_id), **TOGETHER)
+    connector = make_connector(fake, redis_client, transport=ReshapedResults(hide_call_id=hide_call_id), **together(12))
 
     results = concurrently(connector.deliver, deliveries(connector, 12))
 
@@ -148,7 +150,9 @@ def test_an_input_hubspot_rejects_inside_a_207_fails_only_its_own_call_with_hubs
     # Given a unique call property, and one call whose value is already taken in HubSpot
     fake.define_property("calls", "agni_ref", unique=True)
     taken = fake.add_object("calls", hs_timestamp="2026-01-01T00:00:00Z", agni_ref="ref-taken")
-    connector = make_connector(fake, redis_client, mapping=mapping_with(tmp_path, 'agni_ref: "{{ call.contact_id }}"'))
+    connector = make_connector(
+        fake, redis_client, mapping=mapping_with(tmp_path, 'agni_ref: "{{ call.contact_id }}"'), **together(10)
+    )
     batch = [
         make_delivery(connector, call_session_id=f"call-{i:02d}", contact_id=f"ref-{i}", caller_email=None)
         for i in range(10)
@@ -177,7 +181,9 @@ def test_several_errors_a_207_does_not_attribute_are_told_apart_by_retrying_thos
     fake.define_property("calls", "agni_ref", unique=True)
     for ref in ("ref-a", "ref-b"):
         fake.add_object("calls", hs_timestamp="2026-01-01T00:00:00Z", agni_ref=ref)
-    connector = make_connector(fake, redis_client, mapping=mapping_with(tmp_path, 'agni_ref: "{{ call.contact_id }}"'))
+    connector = make_connector(
+        fake, redis_client, mapping=mapping_with(tmp_path, 'agni_ref: "{{ call.contact_id }}"'), **together(6)
+    )
     refs = ["ref-0", "ref-a", "ref-2", "ref-3", "ref-b", "ref-5"]
     batch = [
         make_delivery(connector, call_session_id=f"call-{i:02d}", contact_id=ref, caller_email=None)
@@ -199,7 +205,9 @@ def test_several_errors_a_207_does_not_attribute_are_told_apart_by_retrying_thos
 def test_one_input_that_makes_hubspot_refuse_the_whole_batch_is_found_by_splitting_it(fake, redis_client, tmp_path):
     # Given an enumeration property and one call whose value is not an option: HubSpot refuses the whole batch
     fake.define_property("calls", "agni_channel", type_="enumeration", field_type="select", options=("voice",))
-    connector = make_connector(fake, redis_client, mapping=mapping_with(tmp_path, 'agni_channel: "{{ call.channel }}"'))
+    connector = make_connector(
+        fake, redis_client, mapping=mapping_with(tmp_path, 'agni_channel: "{{ call.channel }}"'), **together(16)
+    )
     batch = deliveries(connector, 16)
     batch[11] = make_delivery(connector, call_session_id="call-11", channel="carrier-pigeon", **person(11))
 
@@ -220,7 +228,7 @@ def test_one_input_that_makes_hubspot_refuse_the_whole_batch_is_found_by_splitti
 def test_a_cached_contact_deleted_since_costs_only_its_own_call_a_fresh_lookup_inside_a_batch(fake, redis_client):
     # Given ten callers the lookup cache knows, one of whom HubSpot has since deleted and re-created (a merge)
     contacts = seed_people(fake, 10)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(10))
     concurrently(connector.deliver, deliveries(connector, 10, prefix="before"))
     with fake.lock:
         del fake.objects["contacts"][contacts[4]]
@@ -240,7 +248,7 @@ def test_a_cached_contact_deleted_since_costs_only_its_own_call_a_fresh_lookup_i
 
 def test_a_batch_whose_answer_is_lost_is_found_and_updated_by_the_retries_not_created_twice(fake, redis_client):
     seed_people(fake, 8)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(8))
     fake.faults.add(Fault(status=503, body={"message": "upstream busy"}, after_handling=True), path_prefix=BATCH_CREATE)
 
     # The batch landed but its answer did not: every caller hears the same transient error
@@ -262,7 +270,7 @@ def test_a_batch_whose_answer_is_lost_is_found_and_updated_by_the_retries_not_cr
 
 def test_a_429_on_a_batch_sends_every_call_back_and_the_retry_creates_them_without_searching(fake, redis_client):
     seed_people(fake, 6)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(6))
     fake.faults.add(Fault(status=429, body=TEN_SECONDLY), path_prefix=BATCH_CREATE)
 
     first = concurrently(connector.deliver, deliveries(connector, 6))
@@ -276,7 +284,7 @@ def test_a_429_on_a_batch_sends_every_call_back_and_the_retry_creates_them_witho
 
 def test_replays_update_their_calls_through_one_batch_update(fake, redis_client):
     seed_people(fake, 10)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(10))
     originals = concurrently(connector.deliver, deliveries(connector, 10))
 
     replays = concurrently(connector.deliver, deliveries(connector, 10, summary="Corrected after a replay."))
@@ -291,7 +299,7 @@ def test_replays_update_their_calls_through_one_batch_update(fake, redis_client)
 
 def test_a_call_deleted_in_hubspot_is_written_anew_when_its_batched_update_finds_it_gone(fake, redis_client):
     seed_people(fake, 5)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(5))
     originals = concurrently(connector.deliver, deliveries(connector, 5))
     gone = originals[2].records["call"]
     with fake.lock:
@@ -309,7 +317,7 @@ def test_a_call_deleted_in_hubspot_is_written_anew_when_its_batched_update_finds
 
 def test_follow_up_tasks_are_created_by_one_batch_and_only_once(fake, redis_client):
     contacts = seed_people(fake, 10)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(10))
     pending = analysis(goals_met=False, next_steps="Send the return label.")
 
     first = concurrently(connector.deliver, deliveries(connector, 10, post_call_analysis=pending))
@@ -332,7 +340,7 @@ def test_follow_up_tasks_are_created_by_one_batch_and_only_once(fake, redis_clie
 
 def test_the_same_call_delivered_several_times_at_once_among_others_is_created_once(fake, redis_client):
     seed_people(fake, 10)
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(10))
     batch = deliveries(connector, 10) + [make_delivery(connector, call_session_id="call-03", **person(3))] * 3
 
     def deliver_until_done(delivery):

@@ -14,10 +14,8 @@ import pytest
 from connectors.hubspot_lookup import MAX_IN_VALUES, search_contacts
 from connectors.hubspot_match import Identity
 from tests.conftest import make_delivery
-from tests.connectors.hubspot_support import concurrently, make_connector, running_fake, searches
+from tests.connectors.hubspot_support import concurrently, make_connector, running_fake, searches, together
 from tests.fakes.hubspot import ManualClock
-
-TOGETHER = {"batch_linger_seconds": 0.1, "batch_max_wait_seconds": 0.5}
 
 
 @pytest.fixture
@@ -43,7 +41,7 @@ def test_concurrent_lookups_by_email_phone_and_national_format_share_one_search_
     by_typed = fake.add_contact(phone="(415) 555-0102")
     by_mobile = fake.add_contact(mobilephone="+14155550103")
     phone_of_other = fake.add_contact(phone="+14155550104")
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(5))
     batch = [
         call(connector, "c-email", email="ann@example.com", phone="+14155550104"),
         call(connector, "c-e164", phone="+14155550101"),
@@ -84,7 +82,7 @@ def test_when_several_contacts_share_a_number_the_most_recently_modified_wins_in
         other = fake.add_contact(email="bo@example.com")
         clock.advance(60)
         oldest_first = fake.add_contact(phone="+14155550200")
-        connector = make_connector(fake, redis_client, **TOGETHER)
+        connector = make_connector(fake, redis_client, **together(3))
 
         results = concurrently(
             connector.deliver,
@@ -103,7 +101,7 @@ def test_when_several_contacts_share_a_number_the_most_recently_modified_wins_in
 def test_an_email_known_only_as_an_additional_address_is_found_by_a_second_search(fake, redis_client):
     secondary = fake.add_contact(email="jd@work.example", hs_additional_emails="old@example.org;john@example.com")
     primary = fake.add_contact(email="mary@example.com")
-    connector = make_connector(fake, redis_client, **TOGETHER)
+    connector = make_connector(fake, redis_client, **together(2))
 
     results = concurrently(
         connector.deliver,
@@ -116,7 +114,7 @@ def test_an_email_known_only_as_an_additional_address_is_found_by_a_second_searc
 
 def test_simultaneous_misses_on_one_identity_cost_one_search_even_across_batches(fake, redis_client):
     contact = fake.add_contact(phone="+14155550100")
-    fake.latency_seconds = 0.4  # the first search is still running when the later lookups arrive
+    fake.latency_seconds = 1.5  # the first search is still running when the later lookups arrive
     connector = make_connector(fake, redis_client)
     results = {}
 
@@ -143,7 +141,7 @@ def test_results_beyond_the_first_page_are_read_before_anyone_is_told_no_match(r
         for _ in range(200):
             clock.advance(1)
             fake.add_contact(phone="+14155550100")
-        connector = make_connector(fake, redis_client, **TOGETHER)
+        connector = make_connector(fake, redis_client, **together(2))
 
         results = concurrently(
             connector.deliver,
