@@ -112,7 +112,9 @@ class CallLog:
         return report.status == status
 
     def _reports(self, call_ids: list[str]) -> list[CallReport]:
-        pipe = self.client.pipeline(transaction=False)
+        # MULTI: a call's history and done-markers are written together (CallStore.mark_done), so read
+        # them at one instant too, or a report could say "delivered" without the records.
+        pipe = self.client.pipeline(transaction=True)
         for call_id in call_ids:
             pipe.lrange(self.keys.log(call_id), 0, -1)
             pipe.hgetall(self.keys.done(call_id))

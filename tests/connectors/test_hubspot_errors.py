@@ -10,7 +10,7 @@ import pytest
 
 from bridge.errors import PausedError, PermanentError, RetryableError
 from connectors.hubspot_limits import seconds_until_midnight
-from tests.conftest import make_delivery
+from tests.conftest import make_delivery, wait_for
 from tests.connectors.hubspot_support import (
     MAPPINGS,
     TOKEN,
@@ -191,5 +191,5 @@ def test_a_create_that_timed_out_is_not_retried_in_call(fake, redis_client):
 
     assert "timed out" in caught.value.message
     assert len([r for r in fake.request_log if r.method == "POST" and r.path == CALLS]) == 1
-    assert creates(fake) == 1  # it did land
+    wait_for(lambda: creates(fake) == 1, timeout=5, message="the timed-out create to land")  # it did land
     assert TOKEN not in caught.value.describe()

@@ -79,7 +79,7 @@ def connector_yaml(name: str, url: str) -> str:
 class Bridge:
     """A config, plus api and worker subprocesses started from it."""
 
-    def __init__(self, tmp: Path, redis_url: str, connectors: str, *, timeout: float = 2.0, shutdown: float = 10.0):
+    def __init__(self, tmp: Path, redis_url: str, connectors: str, *, timeout: float = 10.0, shutdown: float = 10.0):
         self.port = free_port()
         self.config = tmp / "config.yaml"
         self.config.write_text(
