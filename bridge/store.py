@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ class CallStore:
         self.keys = keys
         self.retention = max(1, int(retention_seconds))
         self._release = client.register_script(_RELEASE)
+        self._held: dict[str, str] = {}  # lock key -> token, for the locks this process holds now
+        self._held_guard = threading.Lock()
 
     # -- payload and done markers ---------------------------------------------------------
     def snapshot(self, call_id: str, connector: str) -> tuple[dict[str, Any] | None, bytes | None, float | None]:
@@ -81,10 +84,26 @@ class CallStore:
         token = uuid.uuid4().hex
         if not self.client.set(key, token, nx=True, px=max(1000, int(ttl_seconds * 1000))):
             raise DeferredError("another worker is delivering this call right now", retry_after=5)
+        with self._held_guard:
+            self._held[key] = token
         try:
             yield
         finally:
+            with self._held_guard:
+                self._held.pop(key, None)
             self._release(keys=[key], args=[token])
+
+    def release_held(self) -> int:
+        """Give up every lock this process holds; for a worker that is exiting with deliveries unfinished.
+
+        Their jobs are requeued at the same time; without this, the next worker would find each call
+        locked and wait out the lock's TTL (minutes) before delivering it. The abandoned attempt never
+        reports back, so the next one is an ordinary retry, made safe by the CRM-side upsert."""
+        with self._held_guard:
+            held, self._held = self._held, {}
+        for key, token in held.items():
+            self._release(keys=[key], args=[token])
+        return len(held)
 
     # -- history ----------------------------------------------------------------------
     def append(self, call_id: str, event: dict[str, Any]) -> None:

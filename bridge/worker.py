@@ -173,6 +173,7 @@ def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | No
         worker.stop(timeout=int(settings.worker.shutdown_timeout_seconds * 1000))
         unfinished = in_flight.requeue_all(runtime.broker)
         if unfinished:
+            runtime.store.release_held()
             log.warning("%d delivery(ies) did not finish in time and were put back in the queue", unfinished)
         runtime.close()
         log.info("worker stopped")

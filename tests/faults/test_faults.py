@@ -229,7 +229,9 @@ def test_deliveries_that_outlast_the_shutdown_timeout_are_requeued_at_once(tmp_p
     bridge.config.write_text(
         bridge.config.read_text().replace("heartbeat_timeout_seconds: 5", "heartbeat_timeout_seconds: 600")
     )
-    receiver.faults.add(Fault(hang_seconds=20), times=8)  # the first eight writes hang
+    # The first eight writes hang, then fail without landing: only a redelivery can bring those calls in, and
+    # it must not wait for the abandoned attempts' locks to expire (minutes).
+    receiver.faults.add(Fault(hang_seconds=20, reset=True), times=8)
     try:
         bridge.start("api")
         worker = bridge.start("worker")
