@@ -88,6 +88,8 @@ def test_a_write_that_landed_before_a_timeout_is_not_repeated_by_a_redelivered_j
     with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
         httpx.post(f"{base}/webhooks/agni", content=payload_bytes(call_session_id="once"), headers=JSON)
         wait_for(lambda: sink.received, timeout=15)
+        # The first delivery has finished (and let go of its lock) before the job comes back.
+        wait_for(lambda: store(redis_client, settings).done("once", "fwd"), timeout=15, message="the done-marker")
         # Enqueue the same job again through Dramatiq's own broker, as a redelivery would.
         import dramatiq
         from dramatiq.brokers.redis import RedisBroker
@@ -102,6 +104,8 @@ def test_a_write_that_landed_before_a_timeout_is_not_repeated_by_a_redelivered_j
         )
         wait_for(lambda: redis_client.hlen(keys.queue_messages(queue)) == 0, timeout=10, message="the job to run")
     assert len(sink.received) == 1
+    events = [e for e in store(redis_client, settings).history("once") if e.get("connector") == "fwd"]
+    assert [e["type"] for e in events] == ["attempt"]  # the redelivery stopped at the marker: no attempt, no wait
 
 
 def test_a_permanent_failure_becomes_a_dead_letter_at_once(tmp_path, settings, redis_url, sink, redis_client):
