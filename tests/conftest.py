@@ -180,16 +180,21 @@ def sink() -> Iterator[Sink]:
 
 @contextmanager
 def running_api(settings: Settings, url: str) -> Iterator[str]:
-    """The Litestar app under uvicorn on a free port, in a thread; yields its base URL."""
+    """The Litestar app under uvicorn on a free port, in a thread; yields its base URL.
+
+    The socket is bound here and handed to uvicorn, so no other process can take the port in between."""
+    import socket
+
     import uvicorn
 
     from bridge.app import create_app
-    from bridge.embedded_redis import free_port
 
-    port = free_port()
-    config = uvicorn.Config(create_app(settings, redis_url=url), host="127.0.0.1", port=port, log_level="warning")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, redis_url=url), log_level="warning")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="test-api", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-api", daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=10, message="uvicorn to start")
     try:
@@ -197,6 +202,7 @@ def running_api(settings: Settings, url: str) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+        sock.close()
 
 
 # -- helpers shared by the connector tests -----------------------------------------------
