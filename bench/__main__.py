@@ -23,10 +23,9 @@ from typing import Any
 import redis
 
 from bench.loadgen import run_wrk, wrk_available
-from bench.procs import ROOT, peak_rss_mb, serve
+from bench.procs import ORG, ROOT, peak_rss_mb, serve
 from bridge.embedded_redis import EmbeddedRedis
 
-ORG = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"
 EXAMPLE = ROOT / "examples" / "call_completed.json"
 RESULTS = ROOT / "bench" / "results"
 

@@ -18,14 +18,13 @@ from typing import Any
 
 import redis
 
-from bench.procs import ROOT, peak_rss_mb, start_worker, stop
+from bench.procs import ORG, ROOT, peak_rss_mb, start_worker, stop
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
 from tests.fakes.hubspot import FakeHubSpot
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.tls import make_test_pki
 
-ORG = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"
 CONTACTS = 300
 
 CONFIG = """

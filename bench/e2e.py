@@ -10,10 +10,9 @@ from typing import Any
 
 import httpx
 
-from bench.procs import ROOT, peak_rss_mb, serve, start_worker, stop
+from bench.procs import ORG, ROOT, peak_rss_mb, serve, start_worker, stop
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 
-ORG = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"
 CONFIG = """
 agni: {{org_ids: ["{org}"]}}
 data_dir: {data}

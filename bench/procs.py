@@ -15,9 +15,10 @@ import httpx
 
 from bridge.embedded_redis import free_port
 
-__all__ = ["peak_rss_mb", "serve", "start_worker", "wait_http"]
+__all__ = ["ORG", "ROOT", "peak_rss_mb", "serve", "start_worker", "wait_http"]
 
 ROOT = Path(__file__).resolve().parent.parent
+ORG = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"  # the example payload's org_id
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:

@@ -23,6 +23,9 @@ from bridge.embedded_redis import EmbeddedRedis
 from bridge.settings import Settings
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 
+# Loaded as a fixture plugin by the HubSpot tests, which also import its helpers first.
+pytest.register_assert_rewrite("tests.connectors.hubspot_support")
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "call_completed.json"
 ORG_ID = "1268c1f0-19f3-47db-aefb-c16a7c3ace6e"

@@ -1,5 +1,7 @@
 """Shared helpers for the HubSpot connector tests: a running FakeHubSpot, a connector pointed at it, deliveries.
 
+The `fake` fixture is loaded with ``pytest_plugins = ("tests.connectors.hubspot_support",)``, not imported.
+
 Deliveries are built the way the pipeline builds them (render_context + the
 mapping's render), from the repository's example webhook, so the tests run
 the real default mapping end to end.
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
 from bridge.connector import Services
@@ -28,6 +31,14 @@ TOKEN = "test-token"
 MAPPINGS = ROOT / "mappings"
 CALL_ID_PROPERTY = "agni_call_session_id"
 CONNECTED = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+TEN_SECONDLY = {
+    "status": "error",
+    "message": "You have reached your ten_secondly_rolling limit.",
+    "errorType": "RATE_LIMIT",
+    "correlationId": "c0ffee00-0000-4000-8000-000000000001",
+    "policyName": "TEN_SECONDLY_ROLLING",
+}
+"""HubSpot's 429 body for the ten-second rolling limit, for scripted faults."""
 
 
 @contextmanager
@@ -42,6 +53,12 @@ def running_fake(*, define_call_id: bool = True, **kwargs: Any) -> Iterator[Fake
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeHubSpot]:
+    with running_fake() as server:
+        yield server
 
 
 def make_connector(

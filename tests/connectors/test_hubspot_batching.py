@@ -17,32 +17,21 @@ from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,
     MAPPINGS,
+    TEN_SECONDLY,
     analysis,
     batch_requests,
     concurrently,
     creates,
     make_connector,
     person,
-    running_fake,
     searches,
     together,
 )
 from tests.fakes.httpserver import Fault
 
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
+
 BATCH_CREATE = "/crm/v3/objects/calls/batch/create"
-TEN_SECONDLY = {
-    "status": "error",
-    "message": "You have reached your ten_secondly_rolling limit.",
-    "errorType": "RATE_LIMIT",
-    "correlationId": "c0ffee00-0000-4000-8000-000000000002",
-    "policyName": "TEN_SECONDLY_ROLLING",
-}
-
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
 
 
 def seed_people(fake, count):

@@ -9,19 +9,13 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from connectors.hubspot_lookup import MAX_IN_VALUES, search_contacts
 from connectors.hubspot_match import Identity
 from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import concurrently, make_connector, running_fake, searches, together
 from tests.fakes.hubspot import ManualClock
 
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
 
 
 def call(connector, call_id, *, email=None, phone=None, **data):

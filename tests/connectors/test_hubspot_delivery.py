@@ -6,8 +6,6 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from bridge.errors import RetryableError
 from bridge.templating import TRUNCATION_MARKER
 from tests.conftest import make_delivery
@@ -24,13 +22,9 @@ from tests.connectors.hubspot_support import (
 )
 from tests.fakes.hubspot import FakeHubSpot
 
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
+
 SESSION = "019d2b3c-8e9f-7a0b-1c2d-4e5f6a7b8c9d"
-
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
 
 
 def test_the_seed_call_becomes_one_call_with_every_mapped_property_associated_to_its_contact(fake, redis_client):

@@ -13,6 +13,7 @@ from connectors.hubspot_limits import seconds_until_midnight
 from tests.conftest import make_delivery, wait_for
 from tests.connectors.hubspot_support import (
     MAPPINGS,
+    TEN_SECONDLY,
     TOKEN,
     creates,
     make_connector,
@@ -21,20 +22,9 @@ from tests.connectors.hubspot_support import (
 )
 from tests.fakes.httpserver import Fault
 
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
+
 CALLS = "/crm/v3/objects/calls"
-TEN_SECONDLY = {
-    "status": "error",
-    "message": "You have reached your ten_secondly_rolling limit.",
-    "errorType": "RATE_LIMIT",
-    "correlationId": "c0ffee00-0000-4000-8000-000000000001",
-    "policyName": "TEN_SECONDLY_ROLLING",
-}
-
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
 
 
 def test_a_ten_secondly_429_is_waited_out_in_call_and_then_the_call_lands(fake, redis_client):

@@ -15,19 +15,14 @@ from tests.connectors.hubspot_support import (
     creates,
     make_connector,
     only,
-    running_fake,
     searches,
 )
 from tests.fakes.httpserver import Fault
 
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
+
 CALLS = "/crm/v3/objects/calls"
 SESSION = "019d2b3c-8e9f-7a0b-1c2d-4e5f6a7b8c9d"
-
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
 
 
 def lose_the_answer_to_the_next_create(fake, path=CALLS):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     association_types,
@@ -15,11 +13,7 @@ from tests.connectors.hubspot_support import (
 )
 from tests.fakes.hubspot import ManualClock
 
-
-@pytest.fixture
-def fake():
-    with running_fake() as server:
-        yield server
+pytest_plugins = ("tests.connectors.hubspot_support",)  # fixtures: fake
 
 
 def deliver(fake, redis_client, **data):
