@@ -4,7 +4,8 @@
 first: config keys, routes, each connector's type and settings, every mapping
 file in mappings_dir (compiled), and, when a sample payload is at hand, a
 render of each connector's mapping against it. Each problem names the file,
-the key and the reason.
+the key and the reason. The report says which mapping each connector uses:
+the admin's file (its path) or the built-in one of that name.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ def run_checks(config_path: Path, payload: Path | None = None) -> tuple[list[str
                 loader.load(str(path))
             except MappingError as exc:
                 problems.append(str(exc))
+        report.append(f"mappings_dir: {mappings_dir}")
     else:
-        problems.append(f"{settings.config_path}: mappings_dir: folder {mappings_dir} does not exist")
+        # Not a problem by itself (`run` needs no folder either): a connector naming a file found
+        # neither there nor among the built-ins fails below, naming both places.
+        report.append(f"mappings_dir: {mappings_dir} does not exist; connectors use the built-in mappings")
 
     services = Services.offline(settings)
     connectors = {}
@@ -64,13 +68,13 @@ def run_checks(config_path: Path, payload: Path | None = None) -> tuple[list[str
         except BridgeError as exc:
             problems.append(str(exc))
             continue
-        mapping = f", mapping {built.mapping.name}" if built.mapping else ""
+        mapping = f", mapping {built.mapping.location}" if built.mapping else ""
         if state == "enabled":
             problems.extend(f"{settings.config_path}: {problem}" for problem in built.check())
             report.append(f"connector {name}: type {raw.get('type')}, enabled{mapping}")
         else:
             # Keys and types are checked; credentials and files only once it is enabled.
-            report.append(f"connector {name}: type {raw.get('type')}, disabled{mapping} (credentials not checked)")
+            report.append(f"connector {name}: type {raw.get('type')}, disabled (credentials not checked){mapping}")
         if state == "enabled":
             connectors[name] = built
 

@@ -9,16 +9,26 @@ without using up retries, and the calls stay queued. When the cooldown is
 over, one delivery is let through as a probe (half-open); success closes the
 circuit, failure reopens it with a doubled cooldown (up to `max_cooldown`).
 A permanent error closes it too: the CRM answered, it is up.
+
+Redis being unreachable is not the CRM's fault: asking the breaker then
+raises UnavailableError (the delivery is put off before anything is sent),
+and reporting an outcome to it is skipped, so a CRM write that succeeded is
+never turned into a failure by the breaker's bookkeeping.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from bridge.durable import OUTAGE_ERRORS
+from bridge.errors import UnavailableError
 from bridge.keys import Keys
 
 __all__ = ["CircuitBreaker"]
+
+log = logging.getLogger("bridge.circuit")
 
 # KEYS: circuit hash. ARGV: now ms, threshold, cooldown ms, max cooldown ms, pause ms (0: count a failure).
 _FAILURE = """
@@ -54,34 +64,48 @@ class CircuitBreaker:
     def wait_seconds(self, connector: str) -> float | None:
         """None: go ahead. Otherwise how long this delivery should wait before asking again."""
         key = self.keys.circuit(connector)
-        open_until = self.client.hget(key, "open_until")
+        try:
+            open_until = self.client.hget(key, "open_until")
+        except OUTAGE_ERRORS as exc:
+            raise UnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
         if not open_until or int(open_until) == 0:
             return None
         remaining = int(open_until) / 1000 - time.time()
         if remaining > 0:
             return remaining
         # Half-open: exactly one delivery probes the CRM; the others wait for its verdict.
-        if self.client.set(f"{key}:probe", "1", nx=True, px=self.cooldown_ms):
+        try:
+            probe = self.client.set(f"{key}:probe", "1", nx=True, px=self.cooldown_ms)
+        except OUTAGE_ERRORS as exc:
+            raise UnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+        if probe:
             return None
         return min(5.0, self.cooldown_ms / 1000)
 
     def succeeded(self, connector: str) -> None:
         key = self.keys.circuit(connector)
-        if self.client.exists(key):
-            self.client.delete(key, f"{key}:probe")
+        try:
+            if self.client.exists(key):
+                self.client.delete(key, f"{key}:probe")
+        except OUTAGE_ERRORS as exc:
+            log.warning("circuit of %s not updated (Redis unavailable: %s)", connector, type(exc).__name__)
 
     def failed(self, connector: str, *, pause_seconds: float | None = None) -> float | None:
         """Count a transient failure (or pause outright); returns the seconds it opened for, if it did."""
-        until = self._failure(
-            keys=[self.keys.circuit(connector)],
-            args=[
-                int(time.time() * 1000),
-                self.threshold,
-                self.cooldown_ms,
-                self.max_cooldown_ms,
-                int((pause_seconds or 0) * 1000),
-            ],
-        )
+        try:
+            until = self._failure(
+                keys=[self.keys.circuit(connector)],
+                args=[
+                    int(time.time() * 1000),
+                    self.threshold,
+                    self.cooldown_ms,
+                    self.max_cooldown_ms,
+                    int((pause_seconds or 0) * 1000),
+                ],
+            )
+        except OUTAGE_ERRORS as exc:
+            log.warning("circuit of %s not updated (Redis unavailable: %s)", connector, type(exc).__name__)
+            return None
         return (int(until) / 1000 - time.time()) if until else None
 
     def state(self, connector: str) -> dict[str, Any]:

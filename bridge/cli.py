@@ -11,7 +11,10 @@
     replay     deliver a stored call again (after a mapping fix)
     backfill   push historical payloads (JSON lines) through the normal path
 
-`--config` defaults to ./config.yaml, then ./config.example.yaml.
+Every command and group takes `--config FILE`, before or after its name
+(`agni-bridge check --config my.yaml`, `agni-bridge dlq list --config my.yaml`);
+given more than once, the one nearest the end wins. Without it: $AGNI_BRIDGE_CONFIG,
+then ./config.yaml, then ./config.example.yaml.
 """
 
 from __future__ import annotations
@@ -31,9 +34,57 @@ from bridge.settings import Settings, default_config_path, load_settings
 __all__ = ["main"]
 
 
+CONFIG_ENV = "AGNI_BRIDGE_CONFIG"
+_CONFIG_KEY = "agni_bridge.config"  # in ctx.meta, which every nested context shares
+
+
+def _remember_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    # Options are parsed group first, then subcommand: the last `--config` given wins.
+    if value is not None:
+        ctx.meta[_CONFIG_KEY] = value
+
+
+def _config_option() -> click.Option:
+    return click.Option(
+        ["--config"],
+        type=click.Path(dir_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_remember_config,
+        help=f"Config file (default: ${CONFIG_ENV}, then config.yaml, then config.example.yaml).",
+    )
+
+
+class _ConfigCommand(click.Command):
+    """A command that takes `--config`, so it may follow the command's name."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_config_option())
+
+
+class _ConfigGroup(click.Group):
+    """A group whose commands and sub-groups all take `--config` (as does the group itself)."""
+
+    command_class = _ConfigCommand
+    group_class = type  # sub-groups are _ConfigGroups too
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(_config_option())
+
+
+def config_path(ctx: click.Context) -> Path:
+    """The config file: the last --config given, else $AGNI_BRIDGE_CONFIG, else the default lookup."""
+    explicit = ctx.meta.get(_CONFIG_KEY)
+    if explicit is not None:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else default_config_path()
+
+
 def _load(ctx: click.Context) -> Settings:
     try:
-        return load_settings(ctx.obj["config"])
+        return load_settings(config_path(ctx))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -51,20 +102,10 @@ def _redis_url(settings: Settings, *, embedded_ok: bool = False) -> str:
     return url
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Config file (default: config.yaml, then config.example.yaml).",
-)
+@click.group(cls=_ConfigGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="agni-bridge")
-@click.pass_context
-def main(ctx: click.Context, config: Path | None) -> None:
+def main() -> None:
     """Agni CRM Bridge: Agni call webhooks into Salesforce, HubSpot and other webhooks."""
-    ctx.ensure_object(dict)
-    ctx.obj["config"] = config or Path(os.environ.get("AGNI_BRIDGE_CONFIG") or default_config_path())
 
 
 @main.command()
@@ -95,7 +136,7 @@ def api(ctx: click.Context) -> None:
     url = _redis_url(settings)
     server = settings.server
     if server.workers > 1:
-        os.environ["AGNI_BRIDGE_CONFIG"] = settings.config_path
+        os.environ[CONFIG_ENV] = settings.config_path
         os.environ["AGNI_BRIDGE_REDIS_URL"] = url
         uvicorn.run(
             "bridge.app:create_app",
@@ -144,7 +185,7 @@ def check(ctx: click.Context, payload: Path | None) -> None:
     """Validate the config, every mapping and every connector's settings, offline."""
     from bridge.checks import run_checks
 
-    problems, report = run_checks(ctx.obj["config"], payload)
+    problems, report = run_checks(config_path(ctx), payload)
     for line in report:
         click.echo(line)
     for problem in problems:

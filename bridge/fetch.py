@@ -10,7 +10,10 @@ multi-gigabyte file. `fetch_limited` therefore:
   multicast, reserved and unspecified addresses (unless allowed), then
   connects to the address it vetted — pinning it, so DNS cannot answer
   differently a second time (rebinding) — while TLS still verifies the
-  certificate against the host name (SNI);
+  certificate against the host name (SNI), trusting the CAs of the bridge's one
+  rule (:mod:`bridge.tls`: the connector's ca_bundle, SSL_CERT_FILE,
+  REQUESTS_CA_BUNDLE, certifi) — and never a proxy, which would resolve the
+  host itself;
 * follows at most a few redirects, vetting every hop the same way;
 * streams the body and stops at `max_bytes`, within a total time budget.
 """
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from urllib.parse import unquote, urljoin
 import httpx
 
 from bridge.errors import RetryableError, UnsafeURLError
+from bridge.tls import Trust, resolve_trust, ssl_error_in, ssl_reason, tls_failure
 
 __all__ = ["FetchedFile", "fetch_limited", "host_allowed", "vet_address"]
 
@@ -82,15 +85,19 @@ def fetch_limited(
     allow_private: bool = False,
     allow_http: bool = False,
     max_redirects: int = 3,
-    verify: str | bool | ssl.SSLContext = True,
+    trust: Trust | None = None,
     resolver: Resolver | None = None,
 ) -> FetchedFile:
-    """Download `url` under the rules in the module docstring; UnsafeURLError when a rule refuses it."""
+    """Download `url` under the rules in the module docstring; UnsafeURLError when a rule refuses it.
+
+    `trust` is the connector's :func:`bridge.tls.resolve_trust` (None: the rule without a ca_bundle)."""
     resolve = resolver or _system_resolver
     deadline = time.monotonic() + timeout
     current = url
-    if isinstance(verify, str):  # a CA bundle path (private CAs, TLS-inspecting proxies)
-        verify = ssl.create_default_context(cafile=verify)
+    trust = trust or resolve_trust()
+    verify = trust.ssl_context()
+    # trust_env=False: no proxy (the vetted address is the one connected to) and no SSL_CERT_* of httpx's own;
+    # the environment's say in trust already went through resolve_trust.
     with httpx.Client(verify=verify, timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(max_redirects + 1):
             target = httpx.URL(current)
@@ -114,6 +121,9 @@ def fetch_limited(
             except httpx.TimeoutException as exc:
                 raise RetryableError(f"fetching from {host} timed out") from exc
             except httpx.TransportError as exc:
+                tls = ssl_error_in(exc)
+                if tls is not None:
+                    raise RetryableError(tls_failure(f"fetching from {host}", ssl_reason(tls), trust)) from exc
                 raise RetryableError(f"fetching from {host} failed: {type(exc).__name__}") from exc
             try:
                 if response.is_redirect:

@@ -1,7 +1,8 @@
 """HTTP plumbing shared by connectors: error translation and quick in-call retries.
 
 `translate_transport_errors()` is the one place httpx's exceptions become the
-bridge's (a timeout or reset is retryable). `retrying(delivery)` runs a
+bridge's (a timeout or reset is retryable; a failed certificate check says
+which CAs were trusted, per :mod:`bridge.tls`). `retrying(delivery)` runs a
 function with tenacity: a RetryableError is retried a few times in-call,
 honouring the CRM's Retry-After when it is short, and otherwise handed back
 to the queue, whose backoff spans hours; a PausedError is never retried
@@ -21,6 +22,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from bridge.errors import DeferredError, RetryableError
 from bridge.settings import DeliverySettings
+from bridge.tls import Trust, ssl_error_in, ssl_reason, tls_failure
 
 __all__ = ["RETRYABLE_STATUSES", "parse_retry_after", "retrying", "translate_transport_errors"]
 
@@ -48,13 +50,18 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 @contextmanager
-def translate_transport_errors(what: str) -> Iterator[None]:
-    """httpx transport failures → RetryableError naming the destination (never the URL's secrets)."""
+def translate_transport_errors(what: str, trust: Trust | None = None) -> Iterator[None]:
+    """httpx transport failures → RetryableError naming the destination (never the URL's secrets).
+
+    A TLS failure names the CAs the client trusted (`trust`) and how to trust another one."""
     try:
         yield
     except httpx.TimeoutException as exc:
         raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
+        tls = ssl_error_in(exc)
+        if tls is not None:
+            raise RetryableError(tls_failure(what, ssl_reason(tls), trust)) from exc
         raise RetryableError(f"{what}: connection failed ({type(exc).__name__}: {exc})") from exc
 
 

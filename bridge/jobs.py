@@ -7,6 +7,8 @@ and turns the outcome into Dramatiq's terms:
 * PermanentError or MappingError → dead letter now, then ack (no retries);
 * DeferredError (the connector is paused, or another worker holds the call) → the
   message is put back with a delay and acknowledged, without using up a retry;
+* UnavailableError (Redis went away before anything was sent) → the same, quietly:
+  the re-enqueue waits for Redis (see :mod:`bridge.broker`), so nothing is lost;
 * RetryableError → ``dramatiq.Retry`` (with the CRM's Retry-After as delay when it
   gave one), so Dramatiq's exponential backoff applies;
 * anything else (a bug) → retried like a transient error, with a traceback logged.
@@ -24,7 +26,7 @@ from typing import Any
 import dramatiq
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from bridge.errors import DeferredError, MappingError, PermanentError, RetryableError
+from bridge.errors import DeferredError, MappingError, PermanentError, RetryableError, UnavailableError
 from bridge.keys import ACTOR_NAME
 from bridge.pipeline import Pipeline
 from bridge.settings import DeliverySettings
@@ -44,6 +46,10 @@ def build_actor(broker: dramatiq.Broker, pipeline: Pipeline, delivery: DeliveryS
         attempt = _attempt(message)
         try:
             pipeline.run(call_id, connector, attempt)
+        except UnavailableError:
+            if message is None:
+                raise
+            broker.enqueue(message.copy(), delay=int(1000 * random.uniform(1.0, 2.0)))  # noqa: S311 - jitter
         except DeferredError as exc:
             deferrals = int(message.options.get("deferrals", 0)) if message is not None else 0
             pipeline.deferred(call_id, connector, exc, first=deferrals == 0)

@@ -11,7 +11,9 @@ serve several bridges, and so an operator can find everything with one SCAN.
     {p}:calls                sorted set of call ids by time received (for `calls list`)
     {p}:circuit:{conn}       a connector's circuit breaker (consecutive failures, open-until)
     {p}:dlq:{conn}           hash entry id -> dead letter JSON
-    {p}:dramatiq:*           Dramatiq's queues (one queue per connector: deliver.{conn})
+    {p}:dramatiq:*           Dramatiq's queues (one queue per connector: deliver.{conn}), plus
+                             {p}:dramatiq:deliver.{conn}.scheduled, the retries and deferrals
+                             waiting for their time (see bridge.broker)
 """
 
 from __future__ import annotations
@@ -72,3 +74,7 @@ class Keys:
     def queue_messages(self, queue: str) -> str:
         """Dramatiq's hash of message id -> encoded message for a queue."""
         return f"{self.namespace}:{queue}.msgs"
+
+    def queue_scheduled(self, queue: str) -> str:
+        """Sorted set of message ids by due time (ms): the queue's delayed messages (bridge.broker)."""
+        return f"{self.namespace}:{queue}.scheduled"

@@ -22,6 +22,11 @@ type and a length limit:
 Templates are compiled once when the file is loaded; every error (YAML,
 unknown key, syntax, unknown filter, and at render time type errors or
 sandbox violations) names the file and the field.
+
+The mappings in the repo's mappings/ ship inside the package (as
+`bridge.builtin_mappings`): a connector naming a file that the admin's
+mappings_dir lacks gets the built-in one, and `CompiledMapping.origin` says
+which of the two was used.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,10 +58,23 @@ from bridge.templating import (
 )
 from bridge.validation import format_validation_error
 
-__all__ = ["CompiledMapping", "FieldSpec", "MappingFile", "MappingLoader", "render_context"]
+__all__ = [
+    "BUILTIN",
+    "CompiledMapping",
+    "FieldSpec",
+    "MappingFile",
+    "MappingLoader",
+    "builtin_mappings",
+    "compile_mapping",
+    "render_context",
+]
 
 FieldType = Literal["str", "int", "float", "bool", "date", "datetime"]
 Scalar = str | int | float | bool | None
+
+BUILTIN = "built-in"
+"""CompiledMapping.origin of a file that ships with the bridge."""
+BUILTIN_PACKAGE = "bridge.builtin_mappings"
 
 DEFAULT_FOLLOW_UP_WHEN = "{{ call.post_call_analysis.next_steps and call.post_call_analysis.goals_met is not true }}"
 
@@ -103,7 +123,10 @@ class _CompiledField:
 class CompiledMapping:
     """A loaded, compiled mapping file; `render*` turn a call context into records."""
 
-    path: Path
+    name: str
+    """The bare file name (`salesforce_task.yaml`), as connectors name it and the delivery history records it."""
+    origin: str
+    """Where it was read: the admin's file (its path), or BUILTIN for the copy that ships with the bridge."""
     spec: MappingFile
     digest: str  # sha256 of the file's bytes (first 12 hex digits): which version delivered a call
     env: SandboxEnvironment
@@ -113,8 +136,13 @@ class CompiledMapping:
     _new_contact: list[_CompiledField] = field(default_factory=list)
 
     @property
-    def name(self) -> str:
-        return self.path.name
+    def builtin(self) -> bool:
+        return self.origin == BUILTIN
+
+    @property
+    def location(self) -> str:
+        """`salesforce_task.yaml (built-in)`, or the path of the admin's file: what `check` prints."""
+        return f"{self.name} ({BUILTIN})" if self.builtin else self.origin
 
     def context(self, base: MappingABC[str, Any]) -> dict[str, Any]:
         return {**base, "default_region": self.spec.default_region, "value_maps": self.spec.value_maps}
@@ -148,7 +176,7 @@ class CompiledMapping:
             value = self._coerce(raw, item.spec, where)
             if value is None or value == "":
                 if item.spec.required:
-                    raise MappingError(f"{self.path.name}: {where}: rendered empty but the field is required")
+                    raise MappingError(f"{self.name}: {where}: rendered empty but the field is required")
                 if self.spec.omit_empty:
                     continue
             record[item.name] = value
@@ -158,7 +186,7 @@ class CompiledMapping:
         try:
             return template.render(ctx)
         except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as exc:
-            raise MappingError(f"{self.path.name}: {where}: {type(exc).__name__}: {exc}") from exc
+            raise MappingError(f"{self.name}: {where}: {type(exc).__name__}: {exc}") from exc
 
     def _coerce(self, raw: Any, spec: FieldSpec, where: str) -> Any:
         if raw is None:
@@ -188,7 +216,7 @@ class CompiledMapping:
                 case "datetime":
                     return datetime_iso(text) or None
         except (TypeError, ValueError) as exc:
-            raise MappingError(f"{self.path.name}: {where}: cannot convert {text!r} to {spec.type}: {exc}") from exc
+            raise MappingError(f"{self.name}: {where}: cannot convert {text!r} to {spec.type}: {exc}") from exc
         return raw
 
 
@@ -207,64 +235,100 @@ def render_context(
 
 
 class MappingLoader:
-    """Loads and compiles mapping files once; relative names resolve against the mappings folder."""
+    """Loads and compiles mapping files once.
 
-    def __init__(self, directory: Path, env: SandboxEnvironment | None = None) -> None:
+    A bare file name is the admin's file in the mappings folder when there is one, else the built-in
+    file of that name (the repo's mappings/, shipped inside the package), so a bridge installed from a
+    wheel runs with nothing but a config file. An admin's file wins over a built-in of the same name;
+    other names (absolute, or with a folder) are files only.
+    """
+
+    def __init__(
+        self, directory: Path, env: SandboxEnvironment | None = None, *, builtins: Traversable | None = None
+    ) -> None:
         self.directory = directory
         self.env = env or make_environment()
-        self._cache: dict[Path, CompiledMapping] = {}
-
-    def resolve(self, name: str) -> Path:
-        path = Path(name).expanduser()
-        return path if path.is_absolute() else self.directory / path
+        self.builtins = builtins if builtins is not None else builtin_mappings()
+        self._cache: dict[str, CompiledMapping] = {}
 
     def load(self, name: str) -> CompiledMapping:
-        path = self.resolve(name)
-        cached = self._cache.get(path)
-        if cached is None:
-            cached = self._cache[path] = compile_mapping(path, self.env)
-        return cached
+        path = Path(name).expanduser()
+        local = path if path.is_absolute() else self.directory / path
+        bare = path.name == name
+        if local.is_file() or not bare:
+            key = str(local)
+            if key not in self._cache:
+                self._cache[key] = compile_mapping(local, self.env)
+            return self._cache[key]
+        builtin = self.builtins / name
+        if not builtin.is_file():
+            raise MappingError(f"{name}: {self._not_found()}")
+        key = f"{BUILTIN}:{name}"
+        if key not in self._cache:
+            self._cache[key] = _compile_source(builtin.read_bytes(), name, BUILTIN, self.env)
+        return self._cache[key]
+
+    def builtin_names(self) -> list[str]:
+        return sorted(item.name for item in self.builtins.iterdir() if item.name.endswith((".yaml", ".yml")))
+
+    def _not_found(self) -> str:
+        folder = "" if self.directory.is_dir() else ", a folder that does not exist"
+        return (
+            f"no such file in mappings_dir ({self.directory}{folder}) nor among the built-in mappings "
+            f"({', '.join(self.builtin_names()) or 'none installed'})"
+        )
+
+
+def builtin_mappings() -> Traversable:
+    """The mapping files that ship with the bridge: package data `bridge.builtin_mappings` (the repo's mappings/)."""
+    return resources.files(BUILTIN_PACKAGE)
 
 
 def compile_mapping(path: Path, env: SandboxEnvironment) -> CompiledMapping:
-    """Read, validate and compile one mapping file."""
+    """Read, validate and compile one mapping file of the admin's."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise MappingError(f"{path}: cannot read mapping file: {exc.strerror or exc}") from exc
+    return _compile_source(data, path.name, str(path), env)
+
+
+def _compile_source(data: bytes, name: str, origin: str, env: SandboxEnvironment) -> CompiledMapping:
+    label = f"{name} ({BUILTIN})" if origin == BUILTIN else origin  # what every error starts with
     try:
         tree = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise MappingError(f"{path}: not valid YAML: {exc}") from exc
+        raise MappingError(f"{label}: not valid YAML: {exc}") from exc
     try:
         spec = msgspec.convert(tree, type=MappingFile)
     except msgspec.ValidationError as exc:
         hint = "check the spelling against the mappings/ that ship with the bridge"
-        raise MappingError(f"{path}: {format_validation_error(exc, '$', MappingFile, tree, hint)}") from exc
-    compiled = CompiledMapping(path=path, spec=spec, digest=hashlib.sha256(data).hexdigest()[:12], env=env)
-    compiled._fields = _compile_fields(spec.fields, "fields", path, env)
+        raise MappingError(f"{label}: {format_validation_error(exc, '$', MappingFile, tree, hint)}") from exc
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    compiled = CompiledMapping(name=name, origin=origin, spec=spec, digest=digest, env=env)
+    compiled._fields = _compile_fields(spec.fields, "fields", label, env)
     if spec.follow_up is not None:
-        compiled._follow_up = _compile_fields(spec.follow_up.fields, "follow_up.fields", path, env)
-        compiled._follow_up_when = _compile(spec.follow_up.when, "follow_up.when", path, env)
-    compiled._new_contact = _compile_fields(spec.new_contact, "new_contact", path, env)
+        compiled._follow_up = _compile_fields(spec.follow_up.fields, "follow_up.fields", label, env)
+        compiled._follow_up_when = _compile(spec.follow_up.when, "follow_up.when", label, env)
+    compiled._new_contact = _compile_fields(spec.new_contact, "new_contact", label, env)
     return compiled
 
 
 def _compile_fields(
-    fields: dict[str, FieldValue], section: str, path: Path, env: SandboxEnvironment
+    fields: dict[str, FieldValue], section: str, label: str, env: SandboxEnvironment
 ) -> list[_CompiledField]:
     compiled = []
     for name, value in fields.items():
         spec = value if isinstance(value, FieldSpec) else FieldSpec(value=value)
         literal = spec.value
-        template = _compile(literal, f"{section}.{name}", path, env) if isinstance(literal, str) else None
+        template = _compile(literal, f"{section}.{name}", label, env) if isinstance(literal, str) else None
         compiled.append(_CompiledField(name=name, template=template, literal=literal, spec=spec))
     return compiled
 
 
-def _compile(source: str, where: str, path: Path, env: SandboxEnvironment) -> Template:
+def _compile(source: str, where: str, label: str, env: SandboxEnvironment) -> Template:
     try:
         return env.from_string(source)
     except TemplateError as exc:
         line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
-        raise MappingError(f"{path}: {where}: {type(exc).__name__}{line}: {exc}") from exc
+        raise MappingError(f"{label}: {where}: {type(exc).__name__}{line}: {exc}") from exc

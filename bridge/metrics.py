@@ -50,6 +50,13 @@ class DeliveryRecorder:
         self.keys = keys
 
     def record(self, connector: str, result: str, latency_seconds: float | None) -> None:
+        """Best effort: a count lost to a Redis outage must never turn a delivery into a failure."""
+        try:
+            self._record(connector, result, latency_seconds)
+        except (RedisError, OSError) as exc:
+            log.warning("delivery metrics not recorded (Redis unavailable: %s)", type(exc).__name__)
+
+    def _record(self, connector: str, result: str, latency_seconds: float | None) -> None:
         pipe = self.client.pipeline(transaction=False)
         pipe.hincrby(self.keys.metrics("deliveries"), f"{connector}|{result}", 1)
         if latency_seconds is not None and result == "delivered":
@@ -86,7 +93,7 @@ class RedisCollector(Collector):
             queue = self.keys.queue(name)
             pipe.hgetall(self.keys.metrics(f"latency:{name}"))
             pipe.llen(self.keys.queue_list(queue))
-            pipe.hlen(self.keys.queue_messages(queue + ".DQ"))
+            pipe.zcard(self.keys.queue_scheduled(queue))  # retries and deferrals waiting for their time
             pipe.hlen(self.keys.dlq(name))
         try:
             replies = pipe.execute()

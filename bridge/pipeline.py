@@ -44,10 +44,13 @@ class Pipeline:
     recorder: DeliveryRecorder
     circuit: CircuitBreaker | None = None
     redactor: Redactor | None = None
-    lock_seconds: float = 300.0
 
     def run(self, call_id: str, connector_name: str, attempt: int = 1) -> DeliveryResult | None:
-        """Deliver one call to one connector; None when it was already delivered (a redelivered job)."""
+        """Deliver one call to one connector; None when it was already delivered (a redelivered job).
+
+        Redis being unreachable before the CRM write raises UnavailableError (nothing written: put the job
+        off); after the write, recording the outcome waits for Redis, so a delivered call is always logged
+        as delivered and never written twice by a redelivery."""
         with call_scope(call_id, connector_name):
             connector = self.connectors.get(connector_name)
             if connector is None:
@@ -61,24 +64,27 @@ class Pipeline:
             if wait is not None:
                 raise PausedError(f"{connector_name} is paused (circuit open)", retry_after=wait)
             started = time.monotonic()
-            with self.store.lock(call_id, connector_name, self.lock_seconds):
+            with self.store.lock(call_id, connector_name):
                 if self.store.done(call_id, connector_name) is not None:
                     return None
                 result = self._deliver(connector, delivery)
-            outcome = "skipped" if result.skipped else "delivered"
-            event = {
-                "type": "attempt",
-                "connector": connector_name,
-                "attempt": attempt,
-                "outcome": outcome,
-                "records": result.records,
-                "match": result.match,
-                "notes": result.notes,
-                "skipped": result.skipped,
-                "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                **self._mapping_info(connector),
-            }
-            self.store.mark_done(call_id, connector_name, {"outcome": outcome, "records": result.records}, event)
+                outcome = "skipped" if result.skipped else "delivered"
+                event = {
+                    "type": "attempt",
+                    "connector": connector_name,
+                    "attempt": attempt,
+                    "outcome": outcome,
+                    "records": result.records,
+                    "match": result.match,
+                    "notes": result.notes,
+                    "skipped": result.skipped,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    **self._mapping_info(connector),
+                }
+                # Still holding the lease: a redelivery waiting for it must find the done-marker.
+                self.store.mark_done(
+                    call_id, connector_name, {"outcome": outcome, "records": result.records}, event
+                )
             self.recorder.record(connector_name, outcome, time.time() - received if received else None)
             log.info("%s %s", outcome, result.skipped or _describe_records(result.records))
             return result

@@ -1,12 +1,13 @@
 """The worker process: builds the runtime (Redis, broker, connectors, pipeline) and runs Dramatiq.
 
-The broker is configured deliberately rather than with Dramatiq's defaults: a
-dead worker's messages come back after `worker.heartbeat_timeout_seconds`
-(default 30 s, not 60 s), consumers sweep for them far more often than
-Dramatiq's one-in-a-thousand, and SIGTERM gives in-flight deliveries
-`worker.shutdown_timeout_seconds` to finish while prefetched messages go back
-to the queue. Each connector has its own queue, so one CRM's backlog or
-backoff never delays the others.
+The broker is configured deliberately rather than with Dramatiq's defaults
+(see :mod:`bridge.broker`): retries wait in Redis, not in worker memory; a dead
+worker's messages come back right after `worker.heartbeat_timeout_seconds`
+(default 30 s), because every worker runs the dead-worker sweep on each queue
+every 2 s (:mod:`bridge.housekeeping`) instead of on a random one-in-N
+command; and SIGTERM gives in-flight deliveries `worker.shutdown_timeout_seconds`
+to finish while prefetched messages go back to the queue. Each connector has
+its own queue, so one CRM's backlog or backoff never delays the others.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import CurrentMessage, Middleware, Retries
 
+from bridge.broker import BridgeBroker
 from bridge.circuit import CircuitBreaker
 from bridge.connector import Connector, Services
+from bridge.housekeeping import Duty, Housekeeping
 from bridge.jobs import DeadLetters, build_actor
 from bridge.keys import Keys
 from bridge.mapping import MappingLoader
@@ -39,6 +41,13 @@ __all__ = ["WorkerRuntime", "run_worker"]
 
 log = logging.getLogger("bridge.worker")
 DAY = 86400
+MAINTENANCE_PERIOD_SECONDS = 2.0
+
+
+def lease_seconds(heartbeat_timeout: float) -> float:
+    """How long a delivery's lease lasts between renewals: well inside the heartbeat timeout, so by the time
+    a dead worker's message is redelivered (after that timeout) its lease has run out."""
+    return max(3.0, min(15.0, heartbeat_timeout / 2))
 
 
 @dataclass
@@ -49,7 +58,7 @@ class WorkerRuntime:
     store: CallStore
     connectors: dict[str, Connector]
     pipeline: Pipeline
-    broker: RedisBroker
+    broker: BridgeBroker
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> WorkerRuntime:
@@ -65,7 +74,12 @@ class WorkerRuntime:
         )
         client = redis.Redis(connection_pool=pool)
         keys = Keys(settings.redis.prefix)
-        store = CallStore(client, keys, retention_seconds=settings.retention_days * DAY)
+        store = CallStore(
+            client,
+            keys,
+            retention_seconds=settings.retention_days * DAY,
+            lease_seconds=lease_seconds(settings.worker.heartbeat_timeout_seconds),
+        )
         services = Services(
             redis=client,
             prefix=settings.redis.prefix,
@@ -87,18 +101,23 @@ class WorkerRuntime:
                 max_cooldown=delivery.circuit_max_cooldown_seconds,
             ),
             redactor=Redactor(settings.redaction, source=settings.config_path) if settings.redaction.enabled else None,
-            # Long enough to cover a slow delivery with its in-call retries, short enough that a call whose
-            # worker was killed mid-write is not held up for long after Dramatiq redelivers it.
-            lock_seconds=min(
-                delivery.job_time_limit_seconds, 2 * delivery.timeout_seconds * delivery.http_attempts + 30
-            ),
         )
         worker = settings.worker
-        broker = RedisBroker(
+        broker = BridgeBroker(
+            keys=keys,
             client=client,
-            namespace=keys.namespace,
             heartbeat_timeout=int(worker.heartbeat_timeout_seconds * 1000),
             maintenance_chance=worker.maintenance_chance,
+        )
+        broker.add_middleware(
+            Housekeeping(
+                [
+                    Duty("releasing due retries", 0.25, broker.move_due),
+                    Duty("renewing delivery leases", store.lease_ms / 3000, lambda: _renew(store)),
+                    Duty("recovering dead workers' jobs", MAINTENANCE_PERIOD_SECONDS, broker.maintain),
+                    Duty("requeueing orphaned jobs", 5.0, broker.sweep),
+                ]
+            )
         )
         broker.add_middleware(CurrentMessage())
         # `after_*` hooks run in reverse order: placed before Retries, DeadLetters sees its verdict.
@@ -138,12 +157,17 @@ class InFlight(Middleware):
 
     after_skip_message = after_process_message
 
-    def requeue_all(self, broker: RedisBroker) -> int:
+    def requeue_all(self, broker: BridgeBroker) -> int:
         with self._lock:
             messages, self._messages = list(self._messages.values()), {}
         for message in messages:
             broker.do_requeue(message.queue_name, message.options["redis_message_id"])
         return len(messages)
+
+
+def _renew(store: CallStore) -> None:
+    for key in store.renew_held():
+        log.warning("lost the lease %s (expired while the delivery ran; a redelivery may run beside it)", key)
 
 
 def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | None = None) -> None:
