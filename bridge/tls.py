@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -56,13 +56,10 @@ class Trust:
     """``ca_bundle``, ``SSL_CERT_FILE``, ``SSL_CERT_DIR``, ``REQUESTS_CA_BUNDLE`` or ``certifi``."""
     path: str
     """A PEM file, or a directory of certificates named by their hashes (``c_rehash``)."""
-    setting: str = field(default="ca_bundle", compare=False)
-    """How to name the source in messages (``connectors.sf.ca_bundle``); env variables name themselves."""
 
     def describe(self) -> str:
         """E.g. ``SSL_CERT_FILE (/etc/ssl/certs/ca-certificates.crt)``."""
-        name = self.setting if self.source == "ca_bundle" else self.source
-        return f"{name} ({self.path})"
+        return f"{self.source} ({self.path})"
 
     def requests_verify(self) -> str:
         """The value for requests' ``verify=`` (a file or a directory path)."""
@@ -89,31 +86,40 @@ class Trust:
 
 
 def resolve_trust(
-    ca_bundle: str | Path | None = None, *, setting: str = "ca_bundle", environ: Mapping[str, str] | None = None
+    ca_bundle: str = "",
+    *,
+    resolve_path: Callable[[str], Path] = Path,
+    environ: Mapping[str, str] | None = None,
 ) -> Trust:
-    """The rule in the module docstring. `ca_bundle` is already resolved against the config's folder;
-    `setting` names it in messages; `environ` defaults to the process environment (tests pass their own)."""
+    """The rule in the module docstring, for a connector's `ca_bundle` setting as written (empty: none).
+
+    `resolve_path` makes a relative `ca_bundle` relative to the config file (``Services.resolve_path``);
+    `environ` defaults to the process environment."""
     if ca_bundle:
-        return Trust("ca_bundle", str(ca_bundle), setting)
+        return Trust("ca_bundle", str(resolve_path(ca_bundle)))
     env = os.environ if environ is None else environ
     for name in ENV_VARIABLES:
         value = env.get(name, "").strip()
         if value:
-            return Trust(name, value, setting)
+            return Trust(name, value)
     import certifi
 
-    return Trust("certifi", certifi.where(), setting)
+    return Trust("certifi", certifi.where())
 
 
 def trust_problems(
-    where: str, ca_bundle: Path | None, *, environ: Mapping[str, str] | None = None
+    where: str,
+    ca_bundle: str = "",
+    *,
+    resolve_path: Callable[[str], Path] = Path,
+    environ: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """For `agni-bridge check`: the CA file the rule would pick is missing (`where` is ``connectors.<name>``)."""
-    if ca_bundle is not None:
-        return [] if ca_bundle.exists() else [f"{where}.ca_bundle: file {ca_bundle} does not exist"]
-    trust = resolve_trust(None, environ=environ)
+    """For `agni-bridge check` (no network): the CAs the rule picks cannot be found (`where`: ``connectors.<name>``)."""
+    trust = resolve_trust(ca_bundle, resolve_path=resolve_path, environ=environ)
     if trust.source == "certifi" or os.path.exists(trust.path):
         return []
+    if trust.source == "ca_bundle":
+        return [f"{where}.ca_bundle: file {trust.path} does not exist"]
     return [f"{where}: {trust.source} names {trust.path}, which does not exist (it decides which CAs are trusted)"]
 
 

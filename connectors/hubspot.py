@@ -45,6 +45,7 @@ from typing import Any
 from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
 from bridge.errors import PermanentError
 from bridge.mapping import CompiledMapping
+from bridge.tls import trust_problems
 from connectors.hubspot_batch import NewObject
 from connectors.hubspot_client import HubSpotClient, existing_id_from_conflict
 from connectors.hubspot_config import HubSpotConfig, config_problems
@@ -104,7 +105,9 @@ class HubSpotConnector(Connector):
 
     # -- the plug-in interface ------------------------------------------------------------
     def check(self) -> list[str]:
-        return config_problems(self.name, self.config)
+        where = f"connectors.{self.name}"
+        trust = trust_problems(where, self.config.ca_bundle, resolve_path=self.services.resolve_path)
+        return config_problems(self.name, self.config) + trust
 
     def setup(self) -> list[str]:
         return ensure_call_id_property(self.client, self.config.call_id_property)

@@ -34,6 +34,7 @@ from bridge import __version__
 from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
 from bridge.http import parse_retry_after, retrying, translate_transport_errors
 from bridge.settings import DeliverySettings
+from bridge.tls import Trust, resolve_trust
 from connectors.hubspot_config import token_is_usable
 from connectors.hubspot_limits import LOCAL_LIMIT, DailyPause, RollingLimiter, seconds_until_midnight
 
@@ -79,6 +80,7 @@ class HubSpotClient:
         delivery: DeliverySettings,
         timezone: str = "UTC",
         transport: httpx.BaseTransport | None = None,
+        trust: Trust | None = None,
         limiter: RollingLimiter | None = None,
         search_limiter: RollingLimiter | None = None,
         pause: DailyPause | None = None,
@@ -92,6 +94,7 @@ class HubSpotClient:
         self.timezone = timezone
         self._token = token
         self._transport = transport
+        self.trust = trust or resolve_trust()
         self._limiter = limiter
         self._search_limiter = search_limiter
         self._pause = pause
@@ -112,6 +115,7 @@ class HubSpotClient:
                 self._http = httpx.Client(
                     base_url=self.base_url,
                     transport=self._transport,
+                    verify=self.trust.ssl_context(),  # trust_env stays on: proxy variables keep working
                     timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                     follow_redirects=False,
                     headers={"authorization": f"Bearer {self._token}", "user-agent": f"agni-bridge/{__version__}"},
@@ -267,7 +271,7 @@ class HubSpotClient:
                 slots.enter_context(self._search_limiter.slot())
             if on_send is not None:
                 on_send()
-            with translate_transport_errors(f"HubSpot {what}"):
+            with translate_transport_errors(f"HubSpot {what}", self.trust):
                 response = self.http.request(method, path, json=body)
         if response.status_code < 300:
             if not response.content:

@@ -65,6 +65,10 @@ class HubSpotConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknown_f
     """Private-app token or service key, sent as `Authorization: Bearer`. Must come from ${ENV}."""
     base_url: str = "https://api.hubapi.com"
     """HubSpot's API host; plain http is accepted only for 127.0.0.1/localhost (tests, a local proxy)."""
+    ca_bundle: str = ""
+    """PEM bundle (or hashed-certificate directory) of the CAs to trust (a private CA, a TLS-inspecting proxy).
+    Empty: the rule every connector follows (bridge/tls.py) — SSL_CERT_FILE (or SSL_CERT_DIR), else
+    REQUESTS_CA_BUNDLE, else certifi's public roots. Proxy environment variables keep working."""
     objects_path: str = "/crm/v3/objects"
     """CRM objects path; date-versioned portals use e.g. `/crm/objects/2026-03`. The properties path is derived
     (`/objects` → `/properties`), and so is the associations path (v3 → v4; date-versioned paths serve both)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from bridge.connector import Services
+from bridge.tls import resolve_trust
 from connectors.hubspot_batch import BatchWriter
 from connectors.hubspot_client import HubSpotClient
 from connectors.hubspot_config import HubSpotConfig
@@ -60,6 +61,7 @@ def build_client(config: HubSpotConfig, services: Services, budget: str) -> HubS
         delivery=services.delivery,
         timezone=config.daily_reset_timezone,
         transport=services.http_transport,
+        trust=resolve_trust(config.ca_bundle, resolve_path=services.resolve_path),
         limiter=limiter,
         search_limiter=search_limiter,
         pause=pause,

@@ -119,7 +119,7 @@ class SalesforceConnector(Connector):
                     attacher=RecordingAttacher(
                         api,
                         config.recording,
-                        ca_bundle=str(services.resolve_path(config.ca_bundle)) if config.ca_bundle else None,
+                        trust=api.trust,  # the same CAs as the API calls
                         timeout=services.delivery.timeout_seconds,
                         redis_client=services.redis,
                         key_prefix=prefix,

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from bridge.errors import PermanentError, RetryableError
 from bridge.http import retrying
 from bridge.settings import DeliverySettings
+from bridge.tls import resolve_trust
 from connectors.salesforce_auth import Authenticator, Token
 from connectors.salesforce_config import SalesforceConfig
 from connectors.salesforce_errors import translate_errors
@@ -55,10 +56,10 @@ class SalesforceApi:
         self.delivery = delivery
         self.log = log or logging.getLogger("bridge.connector.salesforce")
         self.usage = ApiUsage(config.limit_warning_share, self.log)
-        ca_bundle = str(resolve_path(config.ca_bundle)) if config.ca_bundle else None
-        self.session = build_session(ca_bundle=ca_bundle, timeout=delivery.timeout_seconds, usage=self.usage)
+        self.trust = resolve_trust(config.ca_bundle, resolve_path=resolve_path)
+        self.session = build_session(trust=self.trust, timeout=delivery.timeout_seconds, usage=self.usage)
         self.auth = Authenticator(
-            config.auth, self.session, instance_url=config.instance_url, resolve_path=resolve_path
+            config.auth, self.session, instance_url=config.instance_url, resolve_path=resolve_path, trust=self.trust
         )
         self._client: tuple[Token, Salesforce] | None = None
         self._lock = threading.Lock()
@@ -91,7 +92,8 @@ class SalesforceApi:
             ) from exc
 
     def _run(self, what: str, fn: Callable[[Salesforce], T], token: Token, on_multiple: str) -> T:
-        with translate_errors(what, limit_pause=self.config.limit_pause_seconds, on_multiple=on_multiple):
+        limit_pause = self.config.limit_pause_seconds
+        with translate_errors(what, limit_pause=limit_pause, on_multiple=on_multiple, trust=self.trust):
             return fn(self._client_for(token))
 
     def _client_for(self, token: Token) -> Salesforce:

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 import requests
 
 from bridge.errors import PermanentError, RetryableError
+from bridge.tls import Trust
 from connectors.salesforce_config import AuthConfig, rsa_key_problem
 from connectors.salesforce_errors import translate_errors
 
@@ -65,8 +66,10 @@ class Authenticator:
         instance_url: str = "",
         resolve_path: Callable[[str], Path] = Path,
         clock: Callable[[], float] = time.time,
+        trust: Trust | None = None,
     ) -> None:
         self.auth = auth
+        self.trust = trust
         self.session = session
         self.instance_url = instance_url.rstrip("/")
         self.resolve_path = resolve_path
@@ -129,7 +132,7 @@ class Authenticator:
                 "password": auth.password + auth.security_token,
             }
         what = f"Salesforce login ({auth.method}) at {auth.login_url}"
-        with translate_errors(what):
+        with translate_errors(what, trust=self.trust):
             response = self.session.post(url, data=form, auth=basic, headers={"Accept": "application/json"})
             body = _json_or_none(response)
         if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):

@@ -21,6 +21,7 @@ import msgspec
 
 from bridge.connector import ConnectorConfig
 from bridge.settings import Base
+from bridge.tls import trust_problems
 
 __all__ = ["AuthConfig", "MatchConfig", "RecordingConfig", "SalesforceConfig", "config_problems", "looks_like_id"]
 
@@ -115,9 +116,10 @@ class SalesforceConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknow
     api_version: Annotated[str, msgspec.Meta(pattern=r"^\d{2,3}\.\d$")] = "62.0"
     """REST API version, without a leading `v`."""
     ca_bundle: str = ""
-    """PEM bundle to trust instead of the system store (a private CA, a TLS-inspecting proxy). It wins over
-    REQUESTS_CA_BUNDLE, while proxy environment variables keep working. Also used for recording downloads,
-    so it must hold every CA needed (like REQUESTS_CA_BUNDLE)."""
+    """PEM bundle (or hashed-certificate directory) of the CAs to trust (a private CA, a TLS-inspecting proxy),
+    for the API, the logins and recording downloads alike, so it must hold every CA they need. Empty: the rule
+    every connector follows (bridge/tls.py) — SSL_CERT_FILE (or SSL_CERT_DIR), else REQUESTS_CA_BUNDLE, else
+    certifi's public roots. Proxy environment variables keep working."""
     external_id_field: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = "Agni_Call_Session_Id__c"
     """Task field holding call_session_id. Create it once: a Text(255) custom field on Activity with
     "External ID" and "Unique" checked. Tasks are upserted by it, so a replayed call updates the same Task."""
@@ -169,8 +171,7 @@ def config_problems(name: str, config: SalesforceConfig, resolve_path: Callable[
         )
     if auth.method == "session" and not config.instance_url:
         problems.append(f"{where}.instance_url: required for auth.method session (there is no token response)")
-    if config.ca_bundle and not resolve_path(config.ca_bundle).is_file():
-        problems.append(f"{where}.ca_bundle: file {resolve_path(config.ca_bundle)} does not exist")
+    problems += trust_problems(where, config.ca_bundle, resolve_path=resolve_path)
     for agent, user_id in config.owner_map.items():
         if not looks_like_id(user_id):
             problems.append(f"{where}.owner_map.{agent}: {user_id!r} is not a User (005…) or queue (00G…) id")

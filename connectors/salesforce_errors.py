@@ -12,7 +12,7 @@ simple-salesforce raises one exception class per HTTP status with that array in
                                                             re-authenticates once before giving up
     403 REQUEST_LIMIT_EXCEEDED                            → PausedError(retry_after=limit pause)
     403 other, 404, 405, …                                → PermanentError
-    429, 5xx, timeouts, resets, TLS failures              → RetryableError
+    429, 5xx, timeouts, resets, TLS failures              → RetryableError (TLS: naming the trusted CAs)
 
 sObject Collections answer HTTP 200 with one result per record; a failed record
 carries the same kind of array under ``errors`` (``statusCode`` instead of
@@ -33,6 +33,7 @@ from typing import Any
 import requests
 
 from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
+from bridge.tls import Trust, ssl_error_in, ssl_reason, tls_failure
 
 __all__ = [
     "TRANSIENT_CODES",
@@ -56,10 +57,13 @@ def salesforce_errors() -> tuple[type[Exception], ...]:
 
 
 @contextmanager
-def translate_errors(what: str, *, limit_pause: float = 300.0, on_multiple: str = "") -> Iterator[None]:
+def translate_errors(
+    what: str, *, limit_pause: float = 300.0, on_multiple: str = "", trust: Trust | None = None
+) -> Iterator[None]:
     """Run a Salesforce call; re-raise whatever it raises as a bridge error about `what`.
 
-    `on_multiple` is the message for a 300 answer (several records share an external id).
+    `on_multiple` is the message for a 300 answer (several records share an external id); `trust`, the CAs
+    the session verifies against, is named when a certificate check fails.
     """
     sf_errors = salesforce_errors()
     try:
@@ -69,7 +73,8 @@ def translate_errors(what: str, *, limit_pause: float = 300.0, on_multiple: str 
     except sf_errors as exc:
         raise error_from_salesforce(exc, what, limit_pause=limit_pause, on_multiple=on_multiple) from exc
     except requests.exceptions.SSLError as exc:
-        raise RetryableError(f"{what}: TLS failed (check ca_bundle / the proxy's CA): {_reason(exc)}") from exc
+        tls = ssl_error_in(exc)
+        raise RetryableError(tls_failure(what, ssl_reason(tls) if tls else _reason(exc), trust)) from exc
     except requests.exceptions.Timeout as exc:
         raise RetryableError(f"{what}: timed out ({type(exc).__name__})") from exc
     except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:

@@ -3,11 +3,12 @@
 One :class:`requests.Session` carries the token requests and every REST call
 simple-salesforce makes, through :class:`SalesforceAdapter`, which
 
-* verifies TLS against `ca_bundle` when one is configured. requests lets
-  ``REQUESTS_CA_BUNDLE`` override a session's ``verify`` (psf/requests#3829),
-  and turning ``trust_env`` off would also drop the proxy variables a
-  corporate network needs; setting ``verify`` at the adapter, the last step
-  before the socket, keeps both working;
+* verifies TLS against the CAs of the bridge's one trust rule (:mod:`bridge.tls`:
+  ``ca_bundle``, else SSL_CERT_FILE/DIR, else REQUESTS_CA_BUNDLE, else certifi). requests
+  lets ``REQUESTS_CA_BUNDLE`` override a session's ``verify`` (psf/requests#3829),
+  and turning ``trust_env`` off would also drop the proxy variables a corporate
+  network needs; setting ``verify`` at the adapter, on every request, the last
+  step before the socket, keeps both working;
 * applies a default timeout (simple-salesforce sets none);
 * reads ``Sforce-Limit-Info: api-usage=N/M`` from every answer into
   :class:`ApiUsage`, which, above the configured share of the org's daily
@@ -29,6 +30,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from bridge import __version__
+from bridge.tls import Trust
 
 __all__ = ["ApiUsage", "SalesforceAdapter", "build_session"]
 
@@ -97,25 +99,24 @@ class ApiUsage:
 
 
 class SalesforceAdapter(HTTPAdapter):
-    """An HTTPAdapter that pins the CA bundle, defaults the timeout and watches the API budget."""
+    """An HTTPAdapter that pins the trusted CAs, defaults the timeout and watches the API budget."""
 
     def __init__(
         self,
         *,
-        ca_bundle: str | None,
+        trust: Trust,
         timeout: float,
         usage: ApiUsage,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
-        self.ca_bundle = ca_bundle
+        self.trust = trust
         self.timeout = timeout
         self.usage = usage
         self._sleep = sleep
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        if self.ca_bundle:
-            kwargs["verify"] = self.ca_bundle
+        kwargs["verify"] = self.trust.requests_verify()  # whatever requests read from the environment
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = (min(self.timeout, 10.0), self.timeout)
         if "/services/data/" in (request.url or ""):  # token requests do not count against the allocation
@@ -127,9 +128,9 @@ class SalesforceAdapter(HTTPAdapter):
         return response
 
 
-def build_session(*, ca_bundle: str | None, timeout: float, usage: ApiUsage) -> requests.Session:
-    """The session for one connector: proxies from the environment still apply; trust comes from `ca_bundle`."""
+def build_session(*, trust: Trust, timeout: float, usage: ApiUsage) -> requests.Session:
+    """The session for one connector: proxies from the environment still apply; trust comes from `trust`."""
     session = requests.Session()
-    session.mount("https://", SalesforceAdapter(ca_bundle=ca_bundle, timeout=timeout, usage=usage))
+    session.mount("https://", SalesforceAdapter(trust=trust, timeout=timeout, usage=usage))
     session.headers["User-Agent"] = f"agni-bridge/{__version__}"
     return session

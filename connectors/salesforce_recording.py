@@ -29,6 +29,7 @@ import redis
 
 from bridge.errors import BridgeError
 from bridge.fetch import fetch_limited
+from bridge.tls import Trust
 from connectors.salesforce_api import SalesforceApi
 from connectors.salesforce_config import RecordingConfig
 from connectors.salesforce_lookup import soql_quote
@@ -56,7 +57,7 @@ class RecordingAttacher:
         api: SalesforceApi,
         config: RecordingConfig,
         *,
-        ca_bundle: str | None,
+        trust: Trust,
         timeout: float,
         redis_client: redis.Redis | None,
         key_prefix: str,
@@ -64,7 +65,7 @@ class RecordingAttacher:
     ) -> None:
         self.api = api
         self.config = config
-        self.ca_bundle = ca_bundle
+        self.trust = trust
         self.timeout = timeout
         self.redis = redis_client
         self.key_prefix = key_prefix
@@ -87,7 +88,7 @@ class RecordingAttacher:
                 max_bytes=self.config.max_bytes,
                 timeout=self.timeout,
                 allow_private=self.config.allow_private,
-                verify=self.ca_bundle or True,
+                trust=self.trust,
             )
             body = {
                 "Title": recording_title(call),

@@ -29,6 +29,7 @@ from bridge import __version__
 from bridge.connector import Connector, ConnectorConfig, Delivery, DeliveryResult, Preview, Services
 from bridge.errors import PermanentError, RetryableError
 from bridge.http import RETRYABLE_STATUSES, parse_retry_after, retrying, translate_transport_errors
+from bridge.tls import Trust, resolve_trust, trust_problems
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
@@ -41,6 +42,10 @@ class ForwardConfig(ConnectorConfig, kw_only=True, frozen=True, forbid_unknown_f
     """Extra static headers (e.g. an API key header for the receiver; use ${ENV} for its value)."""
     timeout_seconds: float | None = None
     """Per request; default: delivery.timeout_seconds."""
+    ca_bundle: str = ""
+    """PEM bundle (or hashed-certificate directory) of the CAs to trust for an https `url` (a private CA, a
+    TLS-inspecting proxy). Empty: the rule every connector follows (bridge/tls.py) — SSL_CERT_FILE (or
+    SSL_CERT_DIR), else REQUESTS_CA_BUNDLE, else certifi's public roots. Proxy environment variables keep working."""
 
 
 def message_id(call_session_id: str) -> str:
@@ -73,17 +78,22 @@ class WebhookForwardConnector(Connector):
         problem = _check_secret(config.secret)
         self._signer = Webhook(config.secret) if config.secret and problem is None else None
         self._client: httpx.Client | None = None
+        self._trust: Trust | None = None
 
     def check(self) -> list[str]:
+        where = f"connectors.{self.name}"
         problem = _check_secret(self.config.secret)
-        return [f"connectors.{self.name}.secret: {problem}"] if problem else []
+        problems = [f"{where}.secret: {problem}"] if problem else []
+        return problems + trust_problems(where, self.config.ca_bundle, resolve_path=self.services.resolve_path)
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
             timeout = self.config.timeout_seconds or self.services.delivery.timeout_seconds
+            self._trust = resolve_trust(self.config.ca_bundle, resolve_path=self.services.resolve_path)
             self._client = httpx.Client(
                 transport=self.services.http_transport,
+                verify=self._trust.ssl_context(),  # trust_env stays on: proxy variables keep working
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                 follow_redirects=False,
                 headers={"user-agent": f"agni-bridge/{__version__}"},
@@ -120,8 +130,9 @@ class WebhookForwardConnector(Connector):
 
     def _post(self, delivery: Delivery, body: bytes) -> int:
         headers = self._headers(delivery, body, datetime.now(UTC))  # fresh timestamp per attempt
-        with translate_transport_errors(f"forward to {httpx.URL(self.config.url).host}"):
-            response = self.client.post(self.config.url, content=body, headers=headers)
+        client = self.client
+        with translate_transport_errors(f"forward to {httpx.URL(self.config.url).host}", self._trust):
+            response = client.post(self.config.url, content=body, headers=headers)
         status = response.status_code
         if 200 <= status < 300:
             return status

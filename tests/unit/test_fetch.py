@@ -4,6 +4,7 @@ import pytest
 
 from bridge.errors import RetryableError, UnsafeURLError
 from bridge.fetch import fetch_limited, host_allowed, vet_address
+from bridge.tls import resolve_trust
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 from tests.fakes.tls import make_test_pki
 
@@ -42,7 +43,7 @@ def fetch(files, pki, path="/rec/call.mp3", **kwargs):
         "allowed_hosts": ["localhost"],
         "max_bytes": 1_000_000,
         "allow_private": True,
-        "verify": str(pki.ca_path),
+        "trust": resolve_trust(str(pki.ca_path)),
         "resolver": local,
         "timeout": 5,
     }
@@ -56,6 +57,13 @@ def test_an_allowed_https_recording_is_downloaded_with_tls_verified_against_the_
     assert fetched.content_type == "audio/mpeg"
     assert fetched.filename == "call.mp3"
     assert files.request_log[0].headers["host"] == f"localhost:{files.port}"
+
+
+def test_a_certificate_from_an_untrusted_ca_is_a_tls_error_naming_the_trusted_cas(files, pki):
+    expected = r"fetching from localhost: TLS failed \(certificate verify failed"
+    with pytest.raises(RetryableError, match=expected) as caught:
+        fetch(files, pki, trust=resolve_trust(environ={}))
+    assert "trusted CAs: certifi (" in caught.value.message
 
 
 def test_plain_http_is_refused():
