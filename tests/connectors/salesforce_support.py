@@ -29,7 +29,7 @@ from bridge.mapping import MappingLoader
 from bridge.registry import build_connectors
 from bridge.settings import Settings
 from bridge.store import CallStore
-from connectors.salesforce_auth import Authenticator
+from connectors.salesforce.auth import Authenticator
 from tests.conftest import make_delivery, make_settings, payload_bytes, running_worker, wait_for
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 from tests.fakes.salesforce import FakeSalesforce

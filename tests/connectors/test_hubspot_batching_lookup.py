@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
-from connectors.hubspot_lookup import MAX_IN_VALUES, search_contacts
-from connectors.hubspot_match import Identity
+from connectors.hubspot.lookup import MAX_IN_VALUES, search_contacts
+from connectors.hubspot.match import Identity
 from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import concurrently, make_connector, running_fake, searches, together
 from tests.fakes.hubspot import ManualClock

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from bridge.errors import DeferredError
-from connectors.hubspot_limits import LOCAL_LIMIT, RollingLimiter
+from connectors.hubspot.limits import LOCAL_LIMIT, RollingLimiter
 
 
 def test_limiters_in_different_processes_never_grant_more_than_the_limit_in_any_window(redis_url):

@@ -11,7 +11,7 @@ import certifi
 import pytest
 
 from bridge.errors import PermanentError, RetryableError
-from connectors.salesforce_auth import default_audience
+from connectors.salesforce.auth import default_audience
 from tests.fakes.httpserver import Fault
 from tests.fakes.tls import make_rsa_keypair
 

@@ -240,7 +240,7 @@ def test_a_400_for_the_whole_batch_is_narrowed_down_so_the_good_records_still_la
 )
 def test_a_per_record_error_is_translated_like_the_same_error_on_a_single_request(code, kind):
     from bridge.errors import PausedError
-    from connectors.salesforce_errors import error_from_save_result
+    from connectors.salesforce.errors import error_from_save_result
 
     answer = {"success": False, "errors": [{"statusCode": code, "message": "said Salesforce", "fields": ["Subject"]}]}
     error = error_from_save_result(answer, "upsert Task X=1", limit_pause=60)

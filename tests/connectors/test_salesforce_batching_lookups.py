@@ -9,8 +9,8 @@ import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from connectors.salesforce_lookup import Number, Person
-from connectors.salesforce_match import Identity
+from connectors.salesforce.lookup import Number, Person
+from connectors.salesforce.match import Identity
 
 pytest_plugins = ("tests.connectors.salesforce_support",)  # fixtures: pki, org, salesforce, burst
 

@@ -18,7 +18,7 @@ one atomic Redis step and then over HTTP:
    record the id; not found and the marker is younger than `stale_after` →
    DeferredError (try later, do not create); older → create.
 
-Batched creates (:mod:`connectors.hubspot_batch`) keep every step per object:
+Batched creates (:mod:`connectors.hubspot.batch`) keep every step per object:
 each delivery sets its own marker before joining a batch, the batch re-stamps
 all its markers as the request goes out and records all its ids in one Redis
 transaction when the answer comes back; a whole-batch failure leaves each
@@ -52,7 +52,7 @@ from typing import TypeVar
 import redis
 
 from bridge.errors import ConnectorError, DeferredError, PermanentError, RetryableError
-from connectors.hubspot_client import certainly_not_written
+from connectors.hubspot.client import certainly_not_written
 
 __all__ = ["LEDGER_TTL_SECONDS", "Claim", "Ledger", "Outcome", "write_once"]
 

@@ -10,7 +10,7 @@ its own thread:
 
 * success → (id, created);
 * a per-record error → that call alone fails with Salesforce's statusCode and message
-  (:func:`~connectors.salesforce_errors.error_from_save_result`: transient codes are
+  (:func:`~connectors.salesforce.errors.error_from_save_result`: transient codes are
   retried, REQUEST_LIMIT_EXCEEDED pauses the connector, the rest dead-letter);
 * a create-only field refused on update (TaskSubtype: the Task exists already) or a
   concurrent create of the same id (DUPLICATE_VALUE) → the record is re-sent, in the
@@ -36,9 +36,9 @@ from typing import Any
 
 from bridge.batching import Batcher
 from bridge.errors import ConnectorError, PermanentError
-from connectors.salesforce_api import SalesforceApi, upsert_what
-from connectors.salesforce_errors import copy_error, error_from_save_result
-from connectors.salesforce_task import MAX_ATTEMPTS, TaskUpsert, TaskWriter, Upserted
+from connectors.salesforce.api import SalesforceApi, upsert_what
+from connectors.salesforce.errors import copy_error, error_from_save_result
+from connectors.salesforce.task import MAX_ATTEMPTS, TaskUpsert, TaskWriter, Upserted
 
 __all__ = ["COLLECTION_LIMIT", "IN_FLIGHT", "TaskBatch", "task_batcher"]
 

@@ -17,7 +17,7 @@ resolve to the most recently modified contact. Each identity's answer,
 campaign dialling the same numbers searches once per number, not once per
 call; when the bridge creates a contact it overwrites those entries. With
 batching on, concurrent cache misses share one search instead
-(:mod:`connectors.hubspot_lookup`, same attribution rules).
+(:mod:`connectors.hubspot.lookup`, same attribution rules).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import phonenumbers
 import redis
 
 from bridge.errors import RetryableError
-from connectors.hubspot_client import HubSpotClient
+from connectors.hubspot.client import HubSpotClient
 
 __all__ = [
     "NEWEST_FIRST",
@@ -229,7 +229,7 @@ class ContactFinder:
     """Contact (and open deal) lookups; `cache` is None for offline tools.
 
     `lookup` answers cache misses; None sends one search per call (:func:`search_groups`).
-    The batching connector passes :meth:`connectors.hubspot_lookup.CoalescedLookup.lookup`,
+    The batching connector passes :meth:`connectors.hubspot.lookup.CoalescedLookup.lookup`,
     which shares searches between concurrent deliveries and writes the cache itself.
     """
 

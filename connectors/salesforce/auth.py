@@ -34,8 +34,8 @@ import requests
 
 from bridge.errors import PermanentError, RetryableError
 from bridge.tls import Trust
-from connectors.salesforce_config import AuthConfig, rsa_key_problem
-from connectors.salesforce_errors import translate_errors
+from connectors.salesforce.config import AuthConfig, rsa_key_problem
+from connectors.salesforce.errors import translate_errors
 
 __all__ = ["JWT_BEARER", "Authenticator", "Token", "default_audience"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.errors import PermanentError
-from connectors.hubspot_client import HubSpotClient
+from connectors.hubspot.client import HubSpotClient
 
 __all__ = ["ensure_call_id_property"]
 

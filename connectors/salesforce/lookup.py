@@ -1,6 +1,6 @@
 """Asking Salesforce who has an email or a phone number: alone, or many at once.
 
-:class:`Lookups` answers for :class:`~connectors.salesforce_match.Matcher`, which owns the
+:class:`Lookups` answers for :class:`~connectors.salesforce.match.Matcher`, which owns the
 Redis cache and the order in which identifiers are tried. Lookups that arrive at the same
 moment from different worker threads are coalesced by one :class:`bridge.batching.Batcher`
 per kind, and a value asked twice in one batch is asked once:
@@ -31,11 +31,11 @@ from typing import Any, TypeVar
 
 from bridge.batching import Batcher
 from bridge.errors import ConnectorError
-from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_batch import IN_FLIGHT
-from connectors.salesforce_config import MatchConfig
-from connectors.salesforce_errors import copy_error
-from connectors.salesforce_schema import Schema
+from connectors.salesforce.api import SalesforceApi
+from connectors.salesforce.batch import IN_FLIGHT
+from connectors.salesforce.config import MatchConfig
+from connectors.salesforce.errors import copy_error
+from connectors.salesforce.schema import Schema
 
 __all__ = ["LOOKUP_BATCH_LIMIT", "Lookups", "Number", "Person", "soql_quote", "sosl_escape"]
 

@@ -8,7 +8,7 @@ Lookup order follows ``match.by`` (default email, then phone):
   ``Phone = '+14155550100'`` is an exact string compare and misses "(415) 555-0100".
 
 The queries themselves, and how concurrent lookups share one query, live in
-:mod:`connectors.salesforce_lookup`. Several matches: the first type in ``match.order``
+:mod:`connectors.salesforce.lookup`. Several matches: the first type in ``match.order``
 wins, and within it the most recently modified record.
 
 Results, "nobody" included, are cached in Redis for ``match.cache_seconds`` under
@@ -34,8 +34,8 @@ import phonenumbers
 import redis
 
 from bridge.errors import DeferredError, RetryableError
-from connectors.salesforce_config import MatchConfig
-from connectors.salesforce_lookup import Lookups, Number, Person, soql_quote, sosl_escape
+from connectors.salesforce.config import MatchConfig
+from connectors.salesforce.lookup import Lookups, Number, Person, soql_quote, sosl_escape
 
 __all__ = ["Identity", "Matcher", "Person", "soql_quote", "sosl_escape"]
 

@@ -1,6 +1,6 @@
 """HubSpot over HTTP: the one place that sends requests and translates HubSpot's answers into bridge errors.
 
-Every request waits for a slot in the shared budgets (:mod:`connectors.hubspot_limits`),
+Every request waits for a slot in the shared budgets (:mod:`connectors.hubspot.limits`),
 carries the bearer token (never logged, never put in an error), and comes back
 either as parsed JSON or as one of the bridge's errors:
 
@@ -10,7 +10,7 @@ either as parsed JSON or as one of the bridge's errors:
     5xx, 408, 423, timeouts     RetryableError (a 423 "locked" after ~2 s)
     other 4xx                   PermanentError with HubSpot's message, `code` = its category,
                                 details = {"correlationId": …} (from the body, else X-HubSpot-Correlation-Id)
-    207 multi-status            returned as parsed, for the caller to attribute (connectors.hubspot_batch)
+    207 multi-status            returned as parsed, for the caller to attribute (connectors.hubspot.batch)
 
 HubSpot says to treat every field of its error body as optional, and proxies
 answer with HTML, so nothing here assumes a shape. Idempotent requests (search,
@@ -35,8 +35,8 @@ from bridge.errors import ConnectorError, PausedError, PermanentError, Retryable
 from bridge.http import parse_retry_after, retrying, translate_transport_errors
 from bridge.settings import DeliverySettings
 from bridge.tls import Trust, resolve_trust
-from connectors.hubspot_config import token_is_usable
-from connectors.hubspot_limits import LOCAL_LIMIT, DailyPause, RollingLimiter, seconds_until_midnight
+from connectors.hubspot.config import token_is_usable
+from connectors.hubspot.limits import LOCAL_LIMIT, DailyPause, RollingLimiter, seconds_until_midnight
 
 __all__ = ["HubSpotClient", "certainly_not_written", "existing_id_from_conflict"]
 

@@ -2,9 +2,9 @@
 
 One delivery:
 
-1. find the caller (email, then phone; :mod:`connectors.salesforce_match`); when nobody
+1. find the caller (email, then phone; :mod:`connectors.salesforce.match`); when nobody
    matches, `match.on_missing` decides: a Task without WhoId, a new Lead, or nothing;
-2. upsert the Task by the external id field (:mod:`connectors.salesforce_task`): the
+2. upsert the Task by the external id field (:mod:`connectors.salesforce.task`): the
    mapped fields (`mappings/salesforce_task.yaml` by default) plus WhoId, WhatId (the
    Contact's Account) and OwnerId (`owner_map`, else `default_owner_id`, else the matched
    record's owner); the mapping may override any of them;
@@ -22,8 +22,8 @@ in `check` or in `preview`; simple-salesforce itself is imported only then.
 
 Batching (``batch_size`` > 1, the default) is invisible here and to mappings: each worker
 thread still delivers one call, but its lookups and Task upserts join those of the other
-threads that are waiting at the same moment (:mod:`connectors.salesforce_lookup`,
-:mod:`connectors.salesforce_batch`), so a burst of calls costs a few requests per
+threads that are waiting at the same moment (:mod:`connectors.salesforce.lookup`,
+:mod:`connectors.salesforce.batch`), so a burst of calls costs a few requests per
 hundred calls instead of several per call, and each call still gets its own result.
 """
 
@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
-from connectors.salesforce_config import SalesforceConfig, config_problems
+from connectors.salesforce.config import SalesforceConfig, config_problems
 
 if TYPE_CHECKING:
     from bridge.mapping import CompiledMapping
-    from connectors.salesforce_api import SalesforceApi
-    from connectors.salesforce_match import Identity, Matcher, Person
-    from connectors.salesforce_recording import RecordingAttacher
-    from connectors.salesforce_schema import Schema
-    from connectors.salesforce_task import TaskWriter
+    from connectors.salesforce.api import SalesforceApi
+    from connectors.salesforce.match import Identity, Matcher, Person
+    from connectors.salesforce.recording import RecordingAttacher
+    from connectors.salesforce.schema import Schema
+    from connectors.salesforce.task import TaskWriter
 
 __all__ = ["SalesforceConnector"]
 
@@ -81,13 +81,13 @@ class SalesforceConnector(Connector):
             return self._parts
         with self._lock:
             if self._parts is None:
-                from connectors.salesforce_api import SalesforceApi
-                from connectors.salesforce_batch import task_batcher
-                from connectors.salesforce_lookup import Lookups
-                from connectors.salesforce_match import Matcher
-                from connectors.salesforce_recording import RecordingAttacher
-                from connectors.salesforce_schema import Schema
-                from connectors.salesforce_task import TaskWriter
+                from connectors.salesforce.api import SalesforceApi
+                from connectors.salesforce.batch import task_batcher
+                from connectors.salesforce.lookup import Lookups
+                from connectors.salesforce.match import Matcher
+                from connectors.salesforce.recording import RecordingAttacher
+                from connectors.salesforce.schema import Schema
+                from connectors.salesforce.task import TaskWriter
 
                 config: SalesforceConfig = self.config
                 services = self.services
@@ -155,7 +155,7 @@ class SalesforceConnector(Connector):
         return config_problems(self.name, self.config, self.services.resolve_path)
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:
-        from connectors.salesforce_match import Identity
+        from connectors.salesforce.match import Identity
 
         parts = self._build()
         config: SalesforceConfig = self.config
@@ -187,7 +187,7 @@ class SalesforceConnector(Connector):
         return result
 
     def _create_lead(self, parts: _Parts, delivery: Delivery, identity: Identity, result: DeliveryResult) -> Person:
-        from connectors.salesforce_match import Person
+        from connectors.salesforce.match import Person
 
         matcher = parts.matcher
         with matcher.creating(identity):
@@ -218,10 +218,10 @@ class SalesforceConnector(Connector):
         return body
 
     def preview(self, delivery: Delivery) -> list[Preview]:
-        from connectors.salesforce_match import Identity
-        from connectors.salesforce_recording import path_on_client, recording_title
-        from connectors.salesforce_schema import Schema
-        from connectors.salesforce_task import TaskWriter
+        from connectors.salesforce.match import Identity
+        from connectors.salesforce.recording import path_on_client, recording_title
+        from connectors.salesforce.schema import Schema
+        from connectors.salesforce.task import TaskWriter
 
         config: SalesforceConfig = self.config
         offline = TaskWriter(None, Schema(None), config.external_id_field)  # type: ignore[arg-type]  # no I/O

@@ -2,10 +2,10 @@
 
 Every call goes through :meth:`SalesforceApi.call`, which
 
-1. takes the cached token (:mod:`connectors.salesforce_auth`) and a
+1. takes the cached token (:mod:`connectors.salesforce.auth`) and a
    simple-salesforce client built for it (``Salesforce(instance_url=…, session_id=…,
    session=<our session>)`` — cheap, no network, one per token);
-2. runs the call inside :func:`~connectors.salesforce_errors.translate_errors`;
+2. runs the call inside :func:`~connectors.salesforce.errors.translate_errors`;
 3. on 401 ``INVALID_SESSION_ID`` re-authenticates once and runs the call again; a
    second 401 is permanent (the integration user lost access, or the app was revoked);
 4. retries transient failures a few times in-call with :func:`bridge.http.retrying`.
@@ -28,10 +28,10 @@ from bridge.errors import PermanentError, RetryableError
 from bridge.http import retrying
 from bridge.settings import DeliverySettings
 from bridge.tls import resolve_trust
-from connectors.salesforce_auth import Authenticator, Token
-from connectors.salesforce_config import SalesforceConfig
-from connectors.salesforce_errors import translate_errors
-from connectors.salesforce_http import ApiUsage, build_session
+from connectors.salesforce.auth import Authenticator, Token
+from connectors.salesforce.config import SalesforceConfig
+from connectors.salesforce.errors import translate_errors
+from connectors.salesforce.http import ApiUsage, build_session
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce

@@ -4,10 +4,10 @@ The connector builds these lazily, so `check`, `preview` and imports create noth
 never delivers never starts a batcher thread:
 
 * the client, with the request budgets it shares through Redis with every worker on the same account
-  (:mod:`connectors.hubspot_limits`);
+  (:mod:`connectors.hubspot.limits`);
 * the exactly-once ledgers, the lookup cache and the contact finder;
-* unless `batch_size` is 1, the batchers: :class:`~connectors.hubspot_batch.BatchWriter` for creates and
-  updates, :class:`~connectors.hubspot_lookup.CoalescedLookup` for contact searches.
+* unless `batch_size` is 1, the batchers: :class:`~connectors.hubspot.batch.BatchWriter` for creates and
+  updates, :class:`~connectors.hubspot.lookup.CoalescedLookup` for contact searches.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import redis
 
 from bridge.connector import Services
 from bridge.tls import resolve_trust
-from connectors.hubspot_batch import BatchWriter
-from connectors.hubspot_client import HubSpotClient
-from connectors.hubspot_config import HubSpotConfig
-from connectors.hubspot_ledger import Ledger
-from connectors.hubspot_limits import DailyPause, RollingLimiter
-from connectors.hubspot_lookup import CoalescedLookup
-from connectors.hubspot_match import ContactFinder, LookupCache
+from connectors.hubspot.batch import BatchWriter
+from connectors.hubspot.client import HubSpotClient
+from connectors.hubspot.config import HubSpotConfig
+from connectors.hubspot.ledger import Ledger
+from connectors.hubspot.limits import DailyPause, RollingLimiter
+from connectors.hubspot.lookup import CoalescedLookup
+from connectors.hubspot.match import ContactFinder, LookupCache
 
 __all__ = ["Stores", "build_client", "build_stores"]
 

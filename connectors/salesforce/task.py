@@ -9,11 +9,11 @@ Three answers need more than translation:
 * ``DUPLICATE_VALUE`` on the external id: two workers upserted the same new id at once
   and the other one created it; send it again (now it is an update).
 * 300: several Tasks share the id (the field is not Unique); permanent, with a message
-  saying what to fix (:mod:`connectors.salesforce_errors`).
+  saying what to fix (:mod:`connectors.salesforce.errors`).
 
 With batching on, :meth:`TaskWriter.write` hands the prepared body to a
 :class:`bridge.batching.Batcher` instead, which sends it with the upserts of other
-deliveries in flight (:mod:`connectors.salesforce_batch`, which applies the same
+deliveries in flight (:mod:`connectors.salesforce.batch`, which applies the same
 two re-sends); the caller still gets its own Task id, or its own error.
 """
 
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.errors import ConnectorError, PermanentError
-from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_schema import Schema
+from connectors.salesforce.api import SalesforceApi
+from connectors.salesforce.schema import Schema
 
 if TYPE_CHECKING:
     from bridge.batching import Batcher

@@ -30,9 +30,9 @@ import redis
 from bridge.errors import BridgeError
 from bridge.fetch import fetch_limited
 from bridge.tls import Trust
-from connectors.salesforce_api import SalesforceApi
-from connectors.salesforce_config import RecordingConfig
-from connectors.salesforce_lookup import soql_quote
+from connectors.salesforce.api import SalesforceApi
+from connectors.salesforce.config import RecordingConfig
+from connectors.salesforce.lookup import soql_quote
 
 __all__ = ["Attached", "RecordingAttacher", "path_on_client", "recording_title"]
 

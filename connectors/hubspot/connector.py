@@ -1,10 +1,10 @@
 """The `hubspot` connector: each call becomes one Call engagement on the right Contact, plus a follow-up Task.
 
-Per call it (1) finds the contact (:mod:`connectors.hubspot_match`: one
+Per call it (1) finds the contact (:mod:`connectors.hubspot.match`: one
 search at most, usually none thanks to the shared cache), (2) writes the
 Call with the mapping's properties, the call id in `call_id_property`, the
 owner from `owner_map` and the contact association inline, exactly once
-(:mod:`connectors.hubspot_ledger`), and (3) when the mapping's `follow_up`
+(:mod:`connectors.hubspot.ledger`), and (3) when the mapping's `follow_up`
 condition holds, writes a Task the same way. A lone new call therefore costs
 one request; a retried or replayed one a PATCH (plus an association PUT if the
 contact changed). When HubSpot refuses a write naming a contact id that came
@@ -14,8 +14,8 @@ afresh and the delivery runs once more.
 Batching (`batch_size`, default 100; 1 turns it off) is invisible to mappings
 and to the pipeline: deliveries running at the same moment on the worker's
 threads share their requests. Creates and updates go out as /batch/create and
-/batch/update requests of up to 100 objects (:mod:`connectors.hubspot_batch`)
-and cache misses as one search with IN filters (:mod:`connectors.hubspot_lookup`),
+/batch/update requests of up to 100 objects (:mod:`connectors.hubspot.batch`)
+and cache misses as one search with IN filters (:mod:`connectors.hubspot.lookup`),
 so a burst costs a few hundredths of a request per call. Each delivery still
 gets its own result or error, and a batch of one is sent as a single-object
 request, at once.
@@ -24,8 +24,8 @@ With no matching contact, `match.on_missing` decides: `unassociated` (the
 default) logs the call without a contact, `create_contact` creates one (which
 may count as a billed marketing contact: see MatchConfig), `skip` writes
 nothing. Requests share per-account budgets in Redis across every worker
-(:mod:`connectors.hubspot_limits`) and HubSpot's answers are translated into
-bridge errors in one place (:mod:`connectors.hubspot_client`).
+(:mod:`connectors.hubspot.limits`) and HubSpot's answers are translated into
+bridge errors in one place (:mod:`connectors.hubspot.client`).
 
 Redis keys, under ``{prefix}:hubspot:``:
     {name}:ledger:{call|follow_up|contact}:{key}   HubSpot ids + intent markers (400 days)
@@ -46,12 +46,13 @@ from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Servi
 from bridge.errors import PermanentError
 from bridge.mapping import CompiledMapping
 from bridge.tls import trust_problems
-from connectors.hubspot_batch import NewObject
-from connectors.hubspot_client import HubSpotClient, existing_id_from_conflict
-from connectors.hubspot_config import HubSpotConfig, config_problems
-from connectors.hubspot_ledger import Ledger, Outcome, write_once
-from connectors.hubspot_match import ContactFinder, ContactMatch, Identity, identities_of
-from connectors.hubspot_records import (
+from connectors.hubspot.batch import NewObject
+from connectors.hubspot.client import HubSpotClient, existing_id_from_conflict
+from connectors.hubspot.config import HubSpotConfig, config_problems
+from connectors.hubspot.ledger import Ledger, Outcome, write_once
+from connectors.hubspot.match import ContactFinder, ContactMatch, Identity, identities_of
+from connectors.hubspot.properties import ensure_call_id_property
+from connectors.hubspot.records import (
     CALL_ASSOCIATION_TYPES,
     TASK_ASSOCIATION_TYPES,
     association,
@@ -59,8 +60,7 @@ from connectors.hubspot_records import (
     split_name,
     to_properties,
 )
-from connectors.hubspot_setup import ensure_call_id_property
-from connectors.hubspot_wiring import Stores, build_client, build_stores
+from connectors.hubspot.wiring import Stores, build_client, build_stores
 
 __all__ = ["HubSpotConnector"]
 

@@ -22,7 +22,7 @@ request. That keeps the single search's rule (an email match, primary then secon
 match) and costs a search only for unknown emails, once per cache lifetime.
 
 A batch holding at most one email and one phone (a lone call) sends the single search of
-:mod:`connectors.hubspot_match` unchanged.
+:mod:`connectors.hubspot.match` unchanged.
 
 Single flight: a thread that misses on an identity another thread is already looking up waits for that
 answer instead of searching again; the owner re-reads the cache after claiming the identity, so a lookup
@@ -38,8 +38,8 @@ from datetime import datetime
 from typing import Any
 
 from bridge.batching import Batcher
-from connectors.hubspot_client import HubSpotClient
-from connectors.hubspot_match import (
+from connectors.hubspot.client import HubSpotClient
+from connectors.hubspot.match import (
     NEWEST_FIRST,
     SEARCH_LIMIT,
     SEARCH_PROPERTIES,
