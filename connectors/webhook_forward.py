@@ -27,8 +27,7 @@ from standardwebhooks import Webhook
 
 from bridge import __version__
 from bridge.connector import Connector, ConnectorConfig, Delivery, DeliveryResult, Preview, Services
-from bridge.errors import PermanentError, RetryableError
-from bridge.http import RETRYABLE_STATUSES, parse_retry_after, retrying, translate_transport_errors
+from bridge.http import error_for_status, retrying, translate_transport_errors
 from bridge.tls import Trust, resolve_trust, trust_problems
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
@@ -136,15 +135,12 @@ class WebhookForwardConnector(Connector):
         status = response.status_code
         if 200 <= status < 300:
             return status
-        excerpt = response.text[:300].strip()
-        message = f"receiver answered {status}" + (f": {excerpt}" if excerpt else "")
-        if status in RETRYABLE_STATUSES:
-            raise RetryableError(
-                message, status=status, retry_after=parse_retry_after(response.headers.get("retry-after"))
-            )
-        if 300 <= status < 400:
-            message += " (redirects are not followed; configure the final URL)"
-        raise PermanentError(message, status=status)
+        hint = " (redirects are not followed; configure the final URL)" if 300 <= status < 400 else ""
+        # A receiver may echo what it was sent; header values shorter than 8 characters cannot be credentials.
+        secrets = [self.config.secret, *(value for value in self.config.headers.values() if len(value) >= 8)]
+        raise error_for_status(
+            "receiver", status, body=response.text, headers=response.headers, secrets=secrets, hint=hint
+        )
 
     def close(self) -> None:
         if self._client is not None:

@@ -5,7 +5,7 @@ request carries up to 100 objects. Each worker thread still delivers its own cal
 and history: see :mod:`bridge.batching`); it hands its create or update to a Batcher and blocks until the
 request that carried it has been answered.
 
-Exactly once, per object, as :mod:`connectors.hubspot.ledger` describes: the thread sets the object's intent
+Exactly once, per object, as :mod:`bridge.ledger` describes: the thread sets the object's intent
 marker before it joins a batch; the batch re-stamps every marker in one round trip right before the request
 goes out (after any wait for a rate-limit slot), and records every created id in one Redis transaction
 before any caller wakes up. A retry that finds an old marker takes the unchanged search-before-create path.
@@ -42,8 +42,8 @@ from typing import Any, TypeVar
 
 from bridge.batching import Batcher
 from bridge.errors import ConnectorError, PermanentError, RetryableError
+from bridge.ledger import Ledger
 from connectors.hubspot.client import HubSpotClient
-from connectors.hubspot.ledger import Ledger
 
 __all__ = ["MAX_BATCH_INPUTS", "BatchWriter", "NewObject"]
 

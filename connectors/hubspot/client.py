@@ -1,6 +1,6 @@
 """HubSpot over HTTP: the one place that sends requests and translates HubSpot's answers into bridge errors.
 
-Every request waits for a slot in the shared budgets (:mod:`connectors.hubspot.limits`),
+Every request waits for a slot in the shared budgets (:mod:`bridge.limiter`),
 carries the bearer token (never logged, never put in an error), and comes back
 either as parsed JSON or as one of the bridge's errors:
 
@@ -32,11 +32,11 @@ import httpx
 
 from bridge import __version__
 from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
-from bridge.http import parse_retry_after, retrying, translate_transport_errors
+from bridge.http import excerpt, parse_retry_after, retrying, translate_transport_errors
+from bridge.limiter import LOCAL_LIMIT, RollingLimiter, SharedPause, seconds_until_midnight
 from bridge.settings import DeliverySettings
 from bridge.tls import Trust, resolve_trust
 from connectors.hubspot.config import token_is_usable
-from connectors.hubspot.limits import LOCAL_LIMIT, DailyPause, RollingLimiter, seconds_until_midnight
 
 __all__ = ["HubSpotClient", "certainly_not_written", "existing_id_from_conflict"]
 
@@ -46,7 +46,8 @@ _RETRY_STATUSES = frozenset({408, 423, 425, 500, 502, 503, 504, 507, 520, 521, 5
 
 
 def certainly_not_written(exc: ConnectorError) -> bool:
-    """True when HubSpot refused the request outright (4xx, 429) or it was never sent; False when unknown."""
+    """HubSpot's reading of its errors for the exactly-once ledger (:func:`bridge.ledger.write_once`): True when
+    HubSpot refused the request outright (4xx, 429) or it was never sent; False when unknown."""
     if exc.code == LOCAL_LIMIT:
         return True
     return exc.status is not None and 400 <= exc.status < 500
@@ -83,7 +84,7 @@ class HubSpotClient:
         trust: Trust | None = None,
         limiter: RollingLimiter | None = None,
         search_limiter: RollingLimiter | None = None,
-        pause: DailyPause | None = None,
+        pause: SharedPause | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.objects_path = "/" + objects_path.strip("/")
@@ -292,7 +293,8 @@ class HubSpotClient:
         status = response.status_code
         body = _json_object(response)
         # A JSON body without a message says nothing more; a non-JSON one (a proxy's HTML page) may.
-        message = _text(body.get("message")) or (None if body else _excerpt(response)) or f"HTTP {status}"
+        shown = None if body else excerpt(response.text, secrets=(self._token,))
+        message = _text(body.get("message")) or shown or f"HTTP {status}"
         extra = [_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
         extra = [e for e in extra if e and e not in message][:3]
         if extra:
@@ -331,11 +333,6 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
-
-
-def _excerpt(response: httpx.Response) -> str:
-    text = response.text.strip()
-    return re.sub(r"\s+", " ", text)[:300] if text else ""
 
 
 def _interval(response: httpx.Response) -> float | None:

@@ -4,7 +4,7 @@ Per call it (1) finds the contact (:mod:`connectors.hubspot.match`: one
 search at most, usually none thanks to the shared cache), (2) writes the
 Call with the mapping's properties, the call id in `call_id_property`, the
 owner from `owner_map` and the contact association inline, exactly once
-(:mod:`connectors.hubspot.ledger`), and (3) when the mapping's `follow_up`
+(:mod:`bridge.ledger`), and (3) when the mapping's `follow_up`
 condition holds, writes a Task the same way. A lone new call therefore costs
 one request; a retried or replayed one a PATCH (plus an association PUT if the
 contact changed). When HubSpot refuses a write naming a contact id that came
@@ -24,13 +24,13 @@ With no matching contact, `match.on_missing` decides: `unassociated` (the
 default) logs the call without a contact, `create_contact` creates one (which
 may count as a billed marketing contact: see MatchConfig), `skip` writes
 nothing. Requests share per-account budgets in Redis across every worker
-(:mod:`connectors.hubspot.limits`) and HubSpot's answers are translated into
+(:mod:`bridge.limiter`) and HubSpot's answers are translated into
 bridge errors in one place (:mod:`connectors.hubspot.client`).
 
 Redis keys, under ``{prefix}:hubspot:``:
     {name}:ledger:{call|follow_up|contact}:{key}   HubSpot ids + intent markers (400 days)
-    {name}:lookup:contact:{email|phone}:{value}    contact lookups (lookup_cache_seconds)
-    {name}:lookup:deal:{contact id}                open-deal lookups
+    {name}:lookup:contact:{email|phone}:{hash}     contact lookups (lookup_cache_seconds; the value hashed)
+    {name}:lookup:deal:{hash of the contact id}    open-deal lookups
     budget:{account}:{10s|search|paused}           shared rate budgets and the daily pause
 where {account} is a short hash of base URL and token, so two connectors on
 one HubSpot account share one budget (the token itself is never stored).
@@ -44,12 +44,12 @@ from typing import Any
 
 from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
 from bridge.errors import PermanentError
+from bridge.ledger import Ledger, Outcome, write_once
 from bridge.mapping import CompiledMapping
 from bridge.tls import trust_problems
 from connectors.hubspot.batch import NewObject
-from connectors.hubspot.client import HubSpotClient, existing_id_from_conflict
+from connectors.hubspot.client import HubSpotClient, certainly_not_written, existing_id_from_conflict
 from connectors.hubspot.config import HubSpotConfig, config_problems
-from connectors.hubspot.ledger import Ledger, Outcome, write_once
 from connectors.hubspot.match import ContactFinder, ContactMatch, Identity, identities_of
 from connectors.hubspot.properties import ensure_call_id_property
 from connectors.hubspot.records import (
@@ -271,7 +271,7 @@ class HubSpotConnector(Connector):
         key = f"{identities[0].by}:{identities[0].value}"
         outcome = write_once(
             contacts, "contact", key, create=create, find=find, update=None, links=frozenset(),
-            stale_after=self._stale_after,
+            stale_after=self._stale_after, certainly_not_written=certainly_not_written,
         )  # fmt: skip
         created = ContactMatch(outcome.id, "created")
         finder.remember(identities, created)
@@ -326,6 +326,7 @@ class HubSpotConnector(Connector):
             update=update,
             links=links,
             stale_after=self._stale_after,
+            certainly_not_written=certainly_not_written,
             create_records=writer is not None,
         )
         missing = links - outcome.links

@@ -38,6 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.batching import Batcher
+from bridge.lookup_cache import LookupCache
 from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.match import (
     NEWEST_FIRST,
@@ -45,11 +46,12 @@ from connectors.hubspot.match import (
     SEARCH_PROPERTIES,
     ContactMatch,
     Identity,
-    LookupCache,
     attribute,
+    cached_matches,
     email_rank,
     match_of,
     phone_matches,
+    remember_matches,
     search_groups,
 )
 
@@ -111,7 +113,7 @@ class CoalescedLookup:
 
     def _resolve(self, identities: list[Identity], *, fresh: bool) -> Answers:
         # Re-read: an owner that claimed the identity just after another finished would otherwise search again.
-        answers = {} if fresh or self.cache is None else self.cache.get_matches(identities)
+        answers = {} if fresh or self.cache is None else cached_matches(self.cache, identities)
         rest = tuple(i for i in identities if i not in answers)
         if rest:
             answers.update(self._batcher.submit(rest))
@@ -121,7 +123,7 @@ class CoalescedLookup:
         wanted = list(dict.fromkeys(i for request in requests for i in request))
         answers = search_contacts(self.client, wanted)
         if self.cache is not None:
-            self.cache.put_matches(answers)
+            remember_matches(self.cache, answers)
         return [{i: answers[i] for i in request} for request in requests]
 
 

@@ -13,7 +13,8 @@ search (filter groups are OR'd; 5 is HubSpot's maximum):
 and the results (newest `lastmodifieddate` first) are attributed back to
 each identity, a primary email beating an additional one, so several matches
 resolve to the most recently modified contact. Each identity's answer,
-"no match" included, is cached in Redis for `lookup_cache_seconds`, so a
+"no match" included, is cached in Redis (:class:`bridge.lookup_cache.LookupCache`:
+``{"id", "company"}`` or null) for `lookup_cache_seconds`, so a
 campaign dialling the same numbers searches once per number, not once per
 call; when the bridge creates a contact it overwrites those entries. With
 batching on, concurrent cache misses share one search instead
@@ -22,17 +23,13 @@ batching on, concurrent cache misses share one search instead
 
 from __future__ import annotations
 
-import contextlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
-import redis
-
-from bridge.errors import RetryableError
+from bridge.lookup_cache import MISSING, LookupCache
+from bridge.phones import digits, phone_spellings
 from connectors.hubspot.client import HubSpotClient
 
 __all__ = [
@@ -42,12 +39,13 @@ __all__ = [
     "ContactFinder",
     "ContactMatch",
     "Identity",
-    "LookupCache",
     "attribute",
+    "cached_matches",
     "email_rank",
     "identities_of",
     "match_of",
     "phone_matches",
+    "remember_matches",
     "search_groups",
 ]
 
@@ -82,16 +80,6 @@ class ContactMatch:
     """Answered from the lookup cache (so possibly stale: the contact may have been deleted or merged since)."""
 
 
-def parse_phone(raw: Any, region: str) -> phonenumbers.PhoneNumber | None:
-    if not raw:
-        return None
-    try:
-        number = phonenumbers.parse(str(raw), region.upper())
-    except phonenumbers.NumberParseException:
-        return None
-    return number if phonenumbers.is_possible_number(number) else None
-
-
 def identities_of(call: Mapping[str, Any], by: list[str], region: str) -> list[Identity]:
     """The call's identities in `by` order; absent or unparseable ones are left out."""
     found: list[Identity] = []
@@ -101,10 +89,9 @@ def identities_of(call: Mapping[str, Any], by: list[str], region: str) -> list[I
             if "@" in email:
                 found.append(Identity("email", email))
         elif kind == "phone":
-            number = parse_phone(call.get("phone"), region)
+            number = phone_spellings(call.get("phone"), region)
             if number is not None:
-                formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                found.append(Identity("phone", formatted, str(number.national_number)))
+                found.append(Identity("phone", number.e164, number.national))
     return found
 
 
@@ -163,8 +150,8 @@ def email_rank(result: dict[str, Any], email: str) -> int | None:
 def phone_matches(result: dict[str, Any], identity: Identity) -> bool:
     """Whether the result holds the number: in E.164 as phone or mobile phone, or typed any way (national digits)."""
     props = result.get("properties") or {}
-    digits = re.sub(r"\D", "", str(props.get("hs_searchable_calculated_phone_number") or ""))
-    return identity.value in (props.get("phone"), props.get("mobilephone")) or digits == identity.national
+    typed = digits(props.get("hs_searchable_calculated_phone_number"))
+    return identity.value in (props.get("phone"), props.get("mobilephone")) or typed == identity.national
 
 
 def match_of(result: dict[str, Any], by: str) -> ContactMatch:
@@ -172,53 +159,17 @@ def match_of(result: dict[str, Any], by: str) -> ContactMatch:
     return ContactMatch(str(result["id"]), by, str(company) if company else None)
 
 
-class LookupCache:
-    """Redis entries ``{prefix}:{name}`` holding a lookup's answer ("no match" too) for `ttl_seconds`."""
+def cached_matches(cache: LookupCache, identities: list[Identity]) -> dict[Identity, ContactMatch | None]:
+    """The cached answers ("no match" included) among `identities`, in one round trip; uncached ones left out."""
+    found = cache.get_many(_entry(i) for i in identities)
+    return {i: _from_cache(found[_entry(i)], i.by) for i in identities if _entry(i) in found}
 
-    MISSING = object()
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl_seconds: float) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.ttl = int(ttl_seconds)
-
-    def get(self, name: str) -> dict[str, Any] | object | None:
-        if self.ttl <= 0:
-            return self.MISSING
-        try:
-            raw = self.client.get(f"{self.prefix}:{name}")
-        except redis.RedisError as exc:
-            raise RetryableError(f"HubSpot lookup cache unavailable (Redis: {type(exc).__name__})") from exc
-        return self.MISSING if raw is None else json.loads(raw)
-
-    def put(self, name: str, value: dict[str, Any] | None) -> None:
-        if self.ttl <= 0:
-            return
-        with contextlib.suppress(redis.RedisError):  # a cache that cannot be written only costs a search
-            self.client.set(f"{self.prefix}:{name}", json.dumps(value), ex=self.ttl)
-
-    def get_matches(self, identities: list[Identity]) -> dict[Identity, ContactMatch | None]:
-        """The cached answers ("no match" included) among `identities`, in one round trip; uncached ones left out."""
-        if self.ttl <= 0 or not identities:
-            return {}
-        try:
-            raws = self.client.mget([f"{self.prefix}:{_name(i)}" for i in identities])
-        except redis.RedisError as exc:
-            raise RetryableError(f"HubSpot lookup cache unavailable (Redis: {type(exc).__name__})") from exc
-        return {
-            i: _from_cache(json.loads(raw), i.by) for i, raw in zip(identities, raws, strict=True) if raw is not None
-        }
-
-    def put_matches(self, answers: Mapping[Identity, ContactMatch | None]) -> None:
-        """Remember each identity's answer, in one round trip."""
-        if self.ttl <= 0 or not answers:
-            return
-        with contextlib.suppress(redis.RedisError):  # a cache that cannot be written only costs a search
-            pipe = self.client.pipeline(transaction=False)
-            for identity, match in answers.items():
-                value = {"id": match.id, "company": match.company_id} if match is not None else None
-                pipe.set(f"{self.prefix}:{_name(identity)}", json.dumps(value), ex=self.ttl)
-            pipe.execute()
+def remember_matches(cache: LookupCache, answers: Mapping[Identity, ContactMatch | None]) -> None:
+    """Remember each identity's answer, in one round trip (overwriting: a fresh answer replaces a stale one)."""
+    cache.put_many(
+        {_entry(i): {"id": m.id, "company": m.company_id} if m is not None else None for i, m in answers.items()}
+    )
 
 
 Lookup = Callable[[list[Identity], bool], dict[Identity, ContactMatch | None]]
@@ -241,7 +192,7 @@ class ContactFinder:
     def find(self, identities: list[Identity], *, fresh: bool = False) -> ContactMatch | None:
         """The best match in identity order; `fresh` skips the cache (a re-check after a create, or after
         HubSpot refused a cached contact)."""
-        known = {} if fresh or self.cache is None else self.cache.get_matches(identities)
+        known = {} if fresh or self.cache is None else cached_matches(self.cache, identities)
         for identity in identities:  # stop early when a better identity is already answered from the cache
             if identity not in known:
                 break
@@ -256,19 +207,18 @@ class ContactFinder:
             answered = attribute(results, unknown)
             known.update(answered)
             if self.cache is not None:
-                self.cache.put_matches(answered)
+                remember_matches(self.cache, answered)
         return next((known[i] for i in identities if known.get(i) is not None), None)
 
     def remember(self, identities: list[Identity], match: ContactMatch) -> None:
         """After the bridge created a contact: later calls from the same person find it without a search."""
         if self.cache is not None:
-            self.cache.put_matches(dict.fromkeys(identities, match))
+            remember_matches(self.cache, dict.fromkeys(identities, match))
 
     def open_deal(self, contact_id: str, closed_stages: list[str]) -> str | None:
         """The contact's most recently created deal that is not in a closed stage (cached per contact)."""
-        name = f"deal:{contact_id}"
-        cached = self.cache.get(name) if self.cache is not None else LookupCache.MISSING
-        if cached is not LookupCache.MISSING:
+        cached = self.cache.get("deal", contact_id) if self.cache is not None else MISSING
+        if cached is not MISSING:
             return cached.get("id") if isinstance(cached, dict) else None
         filters: list[dict[str, Any]] = [
             {"propertyName": "associations.contact", "operator": "EQ", "value": contact_id}
@@ -279,12 +229,12 @@ class ContactFinder:
         results = self.client.search("deals", [filters], ["dealstage", "createdate"], sorts=newest, limit=1)
         deal = str(results[0]["id"]) if results else None
         if self.cache is not None:
-            self.cache.put(name, {"id": deal})
+            self.cache.put("deal", contact_id, {"id": deal})
         return deal
 
 
-def _name(identity: Identity) -> str:
-    return f"contact:{identity.by}:{identity.value}"
+def _entry(identity: Identity) -> tuple[str, str]:
+    return f"contact:{identity.by}", identity.value
 
 
 def _from_cache(value: Any, by: str) -> ContactMatch | None:

@@ -33,6 +33,7 @@ from typing import Any
 import requests
 
 from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
+from bridge.http import excerpt
 from bridge.tls import Trust, ssl_error_in, ssl_reason, tls_failure
 
 __all__ = [
@@ -117,7 +118,8 @@ def _error(status: int, content: Any, what: str, *, limit_pause: float, on_multi
     code = str(errors[0].get("errorCode") or errors[0].get("statusCode") or "") if errors else ""
     message = "; ".join(str(item.get("message", "")).strip() for item in errors if item.get("message"))
     if not message:
-        message = _excerpt(content) or (f"Salesforce answered HTTP {status}" if status else "Salesforce refused it")
+        shown = excerpt(content if content is None or isinstance(content, str | bytes) else str(content))
+        message = shown or (f"Salesforce answered HTTP {status}" if status else "Salesforce refused it")
     fields = sorted({str(f) for item in errors for f in (item.get("fields") or [])})
     details = {"request": what}
     if fields:
@@ -136,14 +138,6 @@ def _error(status: int, content: Any, what: str, *, limit_pause: float, on_multi
     if code in TRANSIENT_CODES or status == 429 or status >= 500:
         return RetryableError(message, status=http, code=code or None, details=details)
     return PermanentError(message, status=http, code=code or None, details=details)
-
-
-def _excerpt(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, bytes):
-        content = content.decode("utf-8", "replace")
-    return " ".join(str(content).split())[:300]
 
 
 def _reason(exc: BaseException) -> str:

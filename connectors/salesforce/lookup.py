@@ -24,13 +24,13 @@ escaped (:func:`soql_quote`, :func:`sosl_escape`): caller data is untrusted.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from bridge.batching import Batcher
 from bridge.errors import ConnectorError
+from bridge.phones import digits
 from connectors.salesforce.api import SalesforceApi
 from connectors.salesforce.batch import IN_FLIGHT
 from connectors.salesforce.config import MatchConfig
@@ -62,7 +62,6 @@ DEFAULT_PHONE_FIELDS = ("Phone", "MobilePhone")  # on Contact and Lead in every 
 # longer than 4,000 (soql_sosl "SOSL Syntax"), and 50 emails keep the GET URL far below 16 KB.
 LOOKUP_BATCH_LIMIT = 50
 QUERY_ROWS = 2000  # one page of SOQL, and SOSL's default row limit: a full page may be cut off
-_NOT_DIGIT = re.compile(r"\D")
 
 
 def soql_quote(value: str) -> str:
@@ -100,7 +99,7 @@ class Number:
 
     def tier(self, stored: set[str]) -> int:
         """2: a stored number is this whole number; 1: one only ends in its national digits; 0: none is it."""
-        whole = _NOT_DIGIT.sub("", self.e164)
+        whole = digits(self.e164)
         if any((whole and digits.endswith(whole)) or digits == self.national for digits in stored):
             return 2
         return 1 if self.national and any(digits.endswith(self.national) for digits in stored) else 0
@@ -209,7 +208,7 @@ class Lookups:
         hits: dict[Number, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {n: ([], []) for n in numbers}
         for record in records:
             sobject = str((record.get("attributes") or {}).get("type") or "")
-            stored = {_NOT_DIGIT.sub("", str(record.get(name) or "")) for name in fields.get(sobject, ())} - {""}
+            stored = {digits(record.get(name)) for name in fields.get(sobject, ())} - {""}
             tiers = {n: n.tier(stored) for n in numbers}
             if not any(tiers.values()):
                 return {n: self.one_number(n) for n in numbers}  # cannot tell whose it is: ask one by one

@@ -11,10 +11,12 @@ The queries themselves, and how concurrent lookups share one query, live in
 :mod:`connectors.salesforce.lookup`. Several matches: the first type in ``match.order``
 wins, and within it the most recently modified record.
 
-Results, "nobody" included, are cached in Redis for ``match.cache_seconds`` under
-``{prefix}:salesforce:{connector}:match:{kind}:{sha256}`` (hashed: no emails or phone
-numbers in key names). A "nobody" never replaces a cached person: a lookup that was in
-flight while a Lead was being created must not hide that Lead. Creating a Lead takes a
+Results, "nobody" included, are cached in Redis for ``match.cache_seconds``
+(:class:`bridge.lookup_cache.LookupCache` under ``{prefix}:salesforce:{connector}:match``,
+keyed ``{kind}:{sha256}``: no emails or phone numbers in key names). Without Redis, or
+while it is down, Salesforce is asked every time. A "nobody" never replaces a cached
+person: a lookup that was in flight while a Lead was being created must not hide that
+Lead. Creating a Lead takes a
 Redis lock on the person's identifiers and writes the new Lead into the cache, so
 concurrent calls from one unknown number create one Lead, and a retried job finds the
 Lead it created even before Salesforce's search index has it.
@@ -23,17 +25,17 @@ Lead it created even before Salesforce's search index has it.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import phonenumbers
 import redis
 
 from bridge.errors import DeferredError, RetryableError
+from bridge.lookup_cache import LookupCache
+from bridge.phones import phone_spellings
 from connectors.salesforce.config import MatchConfig
 from connectors.salesforce.lookup import Lookups, Number, Person, soql_quote, sosl_escape
 
@@ -54,16 +56,8 @@ class Identity:
     @classmethod
     def of(cls, call: Mapping[str, Any], region: str) -> Identity:
         email = str(call.get("caller_email") or "").strip().lower()
-        e164 = national = ""
-        raw = str(call.get("phone") or "").strip()
-        if raw:
-            try:
-                number = phonenumbers.parse(raw, region or "US")
-            except phonenumbers.NumberParseException:
-                number = None
-            if number is not None and phonenumbers.is_possible_number(number):
-                e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                national = str(number.national_number)
+        number = phone_spellings(call.get("phone"), region)
+        e164, national = (number.e164, number.national) if number is not None else ("", "")
         return cls(email if "@" in email else "", e164, national)
 
     def identifiers(self) -> list[tuple[str, str]]:
@@ -88,6 +82,9 @@ class Matcher:
         self.redis = redis_client
         self.key_prefix = key_prefix
         self.log = log
+        self.cache = LookupCache(
+            redis_client, f"{key_prefix}:match", config.cache_seconds, destination="Salesforce", log=log
+        )
 
     # -- lookup ------------------------------------------------------------------------
     def find(self, identity: Identity) -> Person | None:
@@ -96,8 +93,8 @@ class Matcher:
             value = identity.email if kind == "email" else identity.e164
             if not value:
                 continue
-            cached = self._cache_get(kind, value)
-            if cached is not None:
+            cached = self.cache.get(kind, value)
+            if isinstance(cached, dict):  # anything else: not cached, or not by this bridge
                 if not cached:
                     continue  # cached "nobody"
                 try:
@@ -147,45 +144,29 @@ class Matcher:
             self._cache_set(kind, value, replace(person, by=kind), ttl)
 
     # -- cache ---------------------------------------------------------------------------
-    def _cache_key(self, kind: str, value: str) -> str:
-        return f"{self.key_prefix}:match:{kind}:{_digest(value)}"
-
-    def _cache_get(self, kind: str, value: str) -> dict[str, Any] | None:
-        """A cached person (dict), {} for a cached "nobody", None when not cached."""
-        if not self.config.cache_seconds:
-            return None
-        raw = self._redis_get(self._cache_key(kind, value))
-        if raw is None:
-            return None
-        try:
-            decoded = json.loads(raw)
-        except ValueError:
-            return None
-        return decoded if isinstance(decoded, dict) else None
-
     def _cache_set(self, kind: str, value: str, person: Person | None, ttl: int) -> None:
-        if ttl > 0:
-            # "nobody" only where nothing is cached: a Lead written meanwhile (remember_created) must stay.
-            raw = json.dumps(asdict(person) if person else {})
-            self._redis_set(self._cache_key(kind, value), raw, ttl, only_new=person is None)
+        """A person as a dict, "nobody" as {} — and "nobody" only where nothing is cached: a Lead written
+        meanwhile (remember_created) must stay."""
+        answer = asdict(person) if person else {}
+        self.cache.put(kind, value, answer, ttl=ttl, keep_existing=person is None)
 
     def _redis_get(self, key: str) -> str | None:
         if self.redis is None:
             return None
         try:
             value = self.redis.get(key)
-        except redis.RedisError as exc:  # the cache is an optimisation: ask Salesforce instead
-            self.log.warning("match cache unavailable (%s); asking Salesforce", type(exc).__name__)
+        except redis.RedisError as exc:  # an optimisation: ask Salesforce instead
+            self.log.warning("Lead memory unavailable (%s); asking Salesforce", type(exc).__name__)
             return None
         return value.decode() if isinstance(value, bytes) else value
 
-    def _redis_set(self, key: str, value: str, ttl: int, *, only_new: bool = False) -> None:
+    def _redis_set(self, key: str, value: str, ttl: int) -> None:
         if self.redis is None:
             return
         try:
-            self.redis.set(key, value, ex=ttl, nx=only_new)
+            self.redis.set(key, value, ex=ttl)
         except redis.RedisError as exc:
-            self.log.warning("match cache unavailable (%s); result not cached", type(exc).__name__)
+            self.log.warning("Lead memory unavailable (%s); the created Lead is not remembered", type(exc).__name__)
 
 
 def _digest(value: str) -> str:

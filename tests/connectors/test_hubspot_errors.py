@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.errors import PausedError, PermanentError, RetryableError
-from connectors.hubspot.limits import seconds_until_midnight
+from bridge.limiter import seconds_until_midnight
 from tests.conftest import make_delivery, wait_for
 from tests.connectors.hubspot_support import (
     MAPPINGS,

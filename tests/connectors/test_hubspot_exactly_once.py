@@ -7,7 +7,7 @@ import time
 import pytest
 
 from bridge.errors import DeferredError, RetryableError
-from connectors.hubspot.ledger import Ledger
+from bridge.ledger import Ledger
 from tests.conftest import make_delivery
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,

@@ -1,45 +1,49 @@
-"""Exactly once without unique properties: a Redis ledger, an intent marker, and search as the fallback.
+"""Exactly once where the destination has no upsert: a Redis ledger, an intent marker, and search as the fallback.
 
-HubSpot documents no unique properties on calls or tasks, and its search is
-eventually consistent (a new object is findable only after a few seconds), so
-neither "upsert by id property" nor "search before create" alone stops a
-duplicate. Searching before every create would also spend the scarce search
-budget (5/s per account). Instead, for each object the bridge writes (the
-call, its follow-up task, a contact it creates) :func:`write_once` does, in
-one atomic Redis step and then over HTTP:
+Some destinations (HubSpot's calls and tasks among them) offer no unique
+property to upsert by, and their search is eventually consistent
+(a new object is findable only after a few seconds), so neither "upsert by id
+property" nor "search before create" alone stops a duplicate. Searching before
+every create would also spend a scarce search budget. Instead, for each object a
+connector writes, :func:`write_once` does, in one atomic Redis step and then
+over HTTP:
 
-1. The ledger has the HubSpot id → PATCH that object (a retry, redelivery or
-   a replay months later updates instead of duplicating). 0 searches.
+1. The ledger has the destination's id → update that object (a retry,
+   redelivery or a replay months later updates instead of duplicating). 0 searches.
 2. No id and no intent marker → set the marker, create, then record the id.
    0 searches: a new call costs one request.
 3. No id but a marker → an earlier attempt may have created the object and
-   crashed or timed out before recording it. Search for it (calls and tasks
-   by the call-id property, contacts by email/phone): found → PATCH it and
-   record the id; not found and the marker is younger than `stale_after` →
-   DeferredError (try later, do not create); older → create.
+   crashed or timed out before recording it. Search for it (by the property
+   that carries the call id, for instance): found → update it and record the id;
+   not found and the marker is younger than `stale_after` → DeferredError (try
+   later, do not create); older → create.
 
-Batched creates (:mod:`connectors.hubspot.batch`) keep every step per object:
-each delivery sets its own marker before joining a batch, the batch re-stamps
-all its markers as the request goes out and records all its ids in one Redis
-transaction when the answer comes back; a whole-batch failure leaves each
-marker to the same rules as a single create's.
+A batch of creates keeps every step per object: each delivery sets its own
+marker before joining a batch, the batch re-stamps all its markers as the
+request goes out (:meth:`Ledger.touch_many`) and records all its ids in one Redis
+transaction when the answer comes back (:meth:`Ledger.record_many`); a
+whole-batch failure leaves each marker to the same rules as a single create's.
 
 The marker is re-stamped the moment a create goes out (after any wait for a
-rate-limit slot), and `stale_after` is the request timeout plus HubSpot's
-index lag (`search_settle_seconds`): 20 s + 10 s = 30 s by default. A create
-HubSpot certainly refused (a 4xx) clears the marker, so the next attempt goes
-straight to step 2.
+rate-limit slot), and `stale_after` should be the request timeout plus the
+destination's index lag (HubSpot: 20 s + 10 s). A create the destination
+certainly refused clears the marker, so the next attempt goes straight to
+step 2: which errors mean "certainly not written" is the connector's to say
+(`certainly_not_written`: HubSpot says any 4xx, or a local rate limit that
+sent nothing), since only it knows how its destination answers.
 
 The remaining window: a duplicate needs BOTH a create that landed without its
-id being recorded (a crash in the microseconds between HubSpot's answer and
-the Redis write, or a request that timed out on our side yet was written) AND
-HubSpot's search still not showing that object `stale_after` seconds after
-the create went out, i.e. 10 s or more after a write that finished within
-the timeout. Search normally catches up within seconds, so it takes a crash
-or lost answer and an indexing delay several times the usual at once. Ids
-are kept for 400 days after the call's last delivery (replays within that
-time update; a replay after it would create a second call). Marker ages
-assume worker clocks agree to within a few seconds (NTP).
+id being recorded (a crash in the microseconds between the answer and the
+Redis write, or a request that timed out on our side yet was written) AND the
+destination's search still not showing that object `stale_after` seconds after
+the create went out. It takes a crash or lost answer and an indexing delay
+several times the usual at once. Ids are kept for 400 days after the call's
+last delivery (replays within that time update; a replay after it would create
+a second object). Marker ages assume worker clocks agree to within a few
+seconds (NTP).
+
+Redis keys: ``{prefix}:{kind}:{key}`` hashes with fields ``id``, ``links`` (the
+associations known to exist, space-separated) and ``intent`` (the marker's time).
 """
 
 from __future__ import annotations
@@ -52,9 +56,8 @@ from typing import TypeVar
 import redis
 
 from bridge.errors import ConnectorError, DeferredError, PermanentError, RetryableError
-from connectors.hubspot.client import certainly_not_written
 
-__all__ = ["LEDGER_TTL_SECONDS", "Claim", "Ledger", "Outcome", "write_once"]
+__all__ = ["LEDGER_TTL_SECONDS", "Claim", "Ledger", "Outcome", "deleted_if_404", "write_once"]
 
 T = TypeVar("T")
 
@@ -107,18 +110,22 @@ class Outcome:
 
 
 class Ledger:
-    """Redis hashes ``{prefix}:{kind}:{key}`` with fields id, links and intent (the marker's timestamp)."""
+    """Redis hashes ``{prefix}:{kind}:{key}`` with fields id, links and intent (the marker's timestamp).
+
+    `destination` names the system the ids belong to in messages ("HubSpot")."""
 
     def __init__(
         self,
         client: redis.Redis,
         prefix: str,
         *,
+        destination: str = "the destination",
         ttl_seconds: float = LEDGER_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.prefix = prefix
+        self.destination = destination
         self.ttl = max(1, int(ttl_seconds))
         self.clock = clock
         self._claim = client.register_script(_CLAIM)
@@ -164,7 +171,8 @@ class Ledger:
         self.record_many([(kind, key, object_id, links)])
 
     def record_many(self, entries: list[tuple[str, str, str, frozenset[str]]]) -> None:
-        """Store (kind, key, HubSpot id, links) for every object of a batch in one transaction; markers dropped."""
+        """Store (kind, key, the destination's id, links) for every object of a batch in one transaction; markers
+        dropped."""
 
         def run() -> None:
             pipe = self.client.pipeline(transaction=True)
@@ -183,19 +191,24 @@ class Ledger:
         self._redis(lambda: self.client.hset(name, "links", " ".join(sorted(current | links))))
 
     def release(self, kind: str, key: str) -> None:
-        """Drop the marker after a create HubSpot certainly refused."""
+        """Drop the marker after a create the destination certainly refused."""
         self._redis(lambda: self.client.hdel(self.key(kind, key), "intent"))
 
     def forget(self, kind: str, key: str) -> None:
-        """Drop the entry (its object was deleted in HubSpot)."""
+        """Drop the entry (its object was deleted in the destination)."""
         self._redis(lambda: self.client.delete(self.key(kind, key)))
 
-    @staticmethod
-    def _redis(fn: Callable[[], T]) -> T:
+    def _redis(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
         except redis.RedisError as exc:
-            raise RetryableError(f"HubSpot ledger unavailable (Redis: {type(exc).__name__})") from exc
+            error = type(exc).__name__
+            raise RetryableError(f"{self.destination} exactly-once ledger unavailable (Redis: {error})") from exc
+
+
+def deleted_if_404(exc: PermanentError) -> bool:
+    """The default `deleted` test of :func:`write_once`: the update answered 404 Not Found."""
+    return exc.status == 404
 
 
 def write_once(
@@ -208,17 +221,25 @@ def write_once(
     update: Callable[[str], None] | None,
     links: frozenset[str],
     stale_after: float,
+    certainly_not_written: Callable[[ConnectorError], bool],
+    deleted: Callable[[PermanentError], bool] = deleted_if_404,
     create_records: bool = False,
 ) -> Outcome:
     """Create the object once, or update the one created before (see the module docstring).
 
     `create(touch)` makes the object with the associations named in `links`
-    inline, calling `touch()` right before each request goes out; `find`
-    searches HubSpot for it by its call-id property; `update` PATCHes it
-    (None: leave an existing object as it is, e.g. a contact). With
-    `create_records`, `create` has stamped the marker and recorded the id
+    inline, calling `touch()` right before each request goes out, and returns
+    its id; `find` searches the destination for it (e.g. by the property that
+    holds the call id) and returns its id or None; `update(id)` rewrites it
+    (None: leave an existing object as it is, e.g. a contact).
+    `certainly_not_written(exc)` says whether a failed create certainly wrote
+    nothing (then the marker is dropped and the next attempt creates at once);
+    when unsure it must say False. `deleted(exc)` says whether an update failed
+    because the object was deleted in the destination (then it is created anew).
+    With `create_records`, `create` has stamped the marker and recorded the id
     itself (a batch does both for all its objects in one Redis step each).
     """
+    name = ledger.destination
     state = ledger.claim(kind, key)
     if state.id is not None:
         try:
@@ -226,12 +247,12 @@ def write_once(
                 update(state.id)
             return Outcome(state.id, "updated", state.links)
         except PermanentError as exc:
-            if exc.status != 404:
+            if not deleted(exc):
                 raise
-        ledger.forget(kind, key)  # deleted in HubSpot since: write it anew
+        ledger.forget(kind, key)  # deleted in the destination since: write it anew
         state = ledger.claim(kind, key)
         if state.id is not None:
-            raise DeferredError(f"HubSpot {kind}: being rewritten by another attempt", retry_after=1.0)
+            raise DeferredError(f"{name} {kind}: being rewritten by another attempt", retry_after=1.0)
 
     if state.held is not None:
         found = find()
@@ -242,12 +263,12 @@ def write_once(
             return Outcome(found, "found", frozenset())
         if state.age < stale_after:
             raise DeferredError(
-                f"HubSpot {kind}: an earlier attempt may have created it {state.age:.0f}s ago and search does not "
+                f"{name} {kind}: an earlier attempt may have created it {state.age:.0f}s ago and search does not "
                 f"show it yet; trying again in {stale_after - state.age:.0f}s rather than risk a duplicate",
                 retry_after=max(1.0, stale_after - state.age),
             )
         if not ledger.restamp(kind, key, state.held):
-            raise DeferredError(f"HubSpot {kind}: another attempt is creating it right now", retry_after=5.0)
+            raise DeferredError(f"{name} {kind}: another attempt is creating it right now", retry_after=5.0)
 
     try:
         object_id = create(lambda: ledger.touch(kind, key))
