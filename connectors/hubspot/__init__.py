@@ -7,7 +7,7 @@ The entry point names :class:`HubSpotConnector` here; its modules, in the order 
     match       finding the contact (one search, the lookup cache); lookup: concurrent misses, one search
     records     mapped records as HubSpot properties and associations (pure)
     batch       concurrent creates and updates as /batch requests
-    client      the one door to HubSpot: budgets, retries, error translation
+    client      the one door to HubSpot: budgets, retries; errors: its answers as bridge errors
     wiring      what the connector builds once (client, ledgers, finder, batchers)
     properties  `agni-bridge setup`: the call-id property
 """

@@ -1,19 +1,11 @@
-"""HubSpot over HTTP: the one place that sends requests and translates HubSpot's answers into bridge errors.
+"""HubSpot over HTTP: the one place that sends requests to HubSpot.
 
 Every request waits for a slot in the shared budgets (:mod:`bridge.limiter`),
 carries the bearer token (never logged, never put in an error), and comes back
-either as parsed JSON or as one of the bridge's errors:
-
-    429 DAILY                   PausedError until midnight in the account's time zone (and a shared pause)
-    429 TEN_SECONDLY_ROLLING    RetryableError, retry_after = Retry-After, else the interval header, else 10 s
-    429 search "secondly limit" RetryableError, retry_after = 1 s
-    5xx, 408, 423, timeouts     RetryableError (a 423 "locked" after ~2 s)
-    other 4xx                   PermanentError with HubSpot's message, `code` = its category,
-                                details = {"correlationId": …} (from the body, else X-HubSpot-Correlation-Id)
-    207 multi-status            returned as parsed, for the caller to attribute (connectors.hubspot.batch)
-
-HubSpot says to treat every field of its error body as optional, and proxies
-answer with HTML, so nothing here assumes a shape. Idempotent requests (search,
+either as parsed JSON or as one of the bridge's errors (translated by
+:mod:`connectors.hubspot.errors`; a DAILY 429 also sets the shared pause, so
+every worker stops until the reset). A 207 multi-status is returned as parsed,
+for the caller to attribute (:mod:`connectors.hubspot.batch`). Idempotent requests (search,
 PATCH, associations, reads, batch updates) are retried in-call per
 `delivery.http_attempts`; a create (single or batch) is retried in-call only when
 it certainly did not land (a 429, or the local budget timed out), because a
@@ -22,7 +14,6 @@ timed-out create may have been written.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -31,34 +22,15 @@ from typing import Any
 import httpx
 
 from bridge import __version__
-from bridge.errors import ConnectorError, PausedError, PermanentError, RetryableError
-from bridge.http import excerpt, parse_retry_after, retrying, translate_transport_errors
-from bridge.limiter import LOCAL_LIMIT, RollingLimiter, SharedPause, seconds_until_midnight
+from bridge.errors import PausedError, PermanentError, RetryableError
+from bridge.http import retrying, translate_transport_errors
+from bridge.limiter import RollingLimiter, SharedPause
 from bridge.settings import DeliverySettings
 from bridge.tls import Trust, resolve_trust
 from connectors.hubspot.config import token_is_usable
+from connectors.hubspot.errors import CORRELATION_HEADER, certainly_not_written, error_from_response
 
-__all__ = ["HubSpotClient", "certainly_not_written", "existing_id_from_conflict"]
-
-_EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
-CORRELATION_HEADER = "x-hubspot-correlation-id"
-_RETRY_STATUSES = frozenset({408, 423, 425, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524, 529})
-
-
-def certainly_not_written(exc: ConnectorError) -> bool:
-    """HubSpot's reading of its errors for the exactly-once ledger (:func:`bridge.ledger.write_once`): True when
-    HubSpot refused the request outright (4xx, 429) or it was never sent; False when unknown."""
-    if exc.code == LOCAL_LIMIT:
-        return True
-    return exc.status is not None and 400 <= exc.status < 500
-
-
-def existing_id_from_conflict(exc: ConnectorError) -> str | None:
-    """The id in HubSpot's 409 "Contact already exists. Existing ID: 123", if that is what `exc` is."""
-    if exc.status != 409:
-        return None
-    found = _EXISTING_ID.search(exc.message)
-    return found.group(1) if found else None
+__all__ = ["HubSpotClient"]
 
 
 class _NotReplayable(Exception):
@@ -287,57 +259,7 @@ class HubSpotClient:
             if response.status_code == 207 and correlation and isinstance(found, dict):
                 found.setdefault("correlationId", correlation)  # for the per-input errors of a multi-status
             return found
-        raise self._error(response, what, search)
-
-    def _error(self, response: httpx.Response, what: str, search: bool) -> ConnectorError:
-        status = response.status_code
-        body = _json_object(response)
-        # A JSON body without a message says nothing more; a non-JSON one (a proxy's HTML page) may.
-        shown = None if body else excerpt(response.text, secrets=(self._token,))
-        message = _text(body.get("message")) or shown or f"HTTP {status}"
-        extra = [_text(e.get("message")) for e in body.get("errors") or [] if isinstance(e, dict)]
-        extra = [e for e in extra if e and e not in message][:3]
-        if extra:
-            message = f"{message} ({'; '.join(extra)})"
-        message = f"HubSpot {what}: {message}"
-        code = _text(body.get("category")) or _text(body.get("errorType")) or None
-        correlation = _text(body.get("correlationId")) or _text(response.headers.get(CORRELATION_HEADER))
-        details = {"correlationId": correlation} if correlation else {}
-        kwargs: dict[str, Any] = {"status": status, "code": code, "details": details}
-        if status == 429:
-            policy = _text(body.get("policyName")).upper()
-            if policy == "DAILY":
-                wait = seconds_until_midnight(self.timezone)
-                if self._pause is not None:
-                    self._pause.pause(wait)
-                return PausedError(message, retry_after=wait, **kwargs)
-            header_wait = parse_retry_after(response.headers.get("retry-after"))
-            if "secondly limit" in message.lower() or (search and policy != "TEN_SECONDLY_ROLLING"):
-                return RetryableError(message, retry_after=header_wait or 1.0, **kwargs)
-            return RetryableError(message, retry_after=header_wait or _interval(response) or 10.0, **kwargs)
-        if status in _RETRY_STATUSES or status >= 500:
-            wait = parse_retry_after(response.headers.get("retry-after"))
-            return RetryableError(message, retry_after=2.0 if status == 423 and wait is None else wait, **kwargs)
-        if status == 477:  # portal migration in progress (HubSpot sends Retry-After)
-            return RetryableError(message, retry_after=parse_retry_after(response.headers.get("retry-after")), **kwargs)
-        return PermanentError(message, **kwargs)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        parsed = response.json()
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _text(value: Any) -> str:
-    return value.strip() if isinstance(value, str) else ""
-
-
-def _interval(response: httpx.Response) -> float | None:
-    raw = response.headers.get("x-hubspot-ratelimit-interval-milliseconds")
-    try:
-        return max(0.0, float(raw) / 1000) if raw else None
-    except ValueError:
-        return None
+        error = error_from_response(response, what, search=search, timezone=self.timezone, token=self._token)
+        if isinstance(error, PausedError) and self._pause is not None and error.retry_after:
+            self._pause.pause(error.retry_after)  # every worker stops sending until the daily reset
+        raise error

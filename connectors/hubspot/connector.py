@@ -25,7 +25,7 @@ default) logs the call without a contact, `create_contact` creates one (which
 may count as a billed marketing contact: see MatchConfig), `skip` writes
 nothing. Requests share per-account budgets in Redis across every worker
 (:mod:`bridge.limiter`) and HubSpot's answers are translated into
-bridge errors in one place (:mod:`connectors.hubspot.client`).
+bridge errors in one place (:mod:`connectors.hubspot.errors`).
 
 Redis keys, under ``{prefix}:hubspot:``:
     {name}:ledger:{call|follow_up|contact}:{key}   HubSpot ids + intent markers (400 days)
@@ -48,25 +48,24 @@ from bridge.ledger import Ledger, Outcome, write_once
 from bridge.mapping import CompiledMapping
 from bridge.tls import trust_problems
 from connectors.hubspot.batch import NewObject
-from connectors.hubspot.client import HubSpotClient, certainly_not_written, existing_id_from_conflict
+from connectors.hubspot.client import HubSpotClient
 from connectors.hubspot.config import HubSpotConfig, config_problems
+from connectors.hubspot.errors import certainly_not_written, existing_id_from_conflict
 from connectors.hubspot.match import ContactFinder, ContactMatch, Identity, identities_of
 from connectors.hubspot.properties import ensure_call_id_property
 from connectors.hubspot.records import (
     CALL_ASSOCIATION_TYPES,
+    FOLLOW_UP,
     TASK_ASSOCIATION_TYPES,
-    association,
-    drop_insecure_recording,
-    split_name,
-    to_properties,
+    call_properties,
+    contact_properties,
+    create_body,
+    preview_requests,
+    task_properties,
 )
 from connectors.hubspot.wiring import Stores, build_client, build_stores
 
 __all__ = ["HubSpotConnector"]
-
-FOLLOW_UP = "follow_up"
-PLACEHOLDER_CONTACT = "<matched contact>"
-
 
 class HubSpotConnector(Connector):
     """Delivers calls to HubSpot (see the module docstring); one instance serves every worker thread."""
@@ -129,20 +128,20 @@ class HubSpotConnector(Connector):
         stores = self._stores()
         finder = stores.finder
         notes: list[str] = []
-        call_properties = self._call_properties(delivery, notes, log=True)
-        task_properties = self._task_properties(delivery, notes)
+        call_fields = self._call_properties(delivery, notes, log=True)
+        task_fields = task_properties(delivery, self.mapping, self.config, notes)
         contact, match = self._contact(delivery, finder, stores.contacts, fresh=fresh)
         if contact is None and self.config.match.on_missing == "skip":
             return DeliveryResult(match=match, skipped="no contact matched (on_missing=skip)", notes=notes)
 
         try:
             targets = self._call_targets(contact, finder)
-            call = self._write(stores, "call", delivery.call_session_id, "calls", call_properties, targets)
+            call = self._write(stores, "call", delivery.call_session_id, "calls", call_fields, targets)
             records = {"call": call.id}
-            if task_properties is not None:
+            if task_fields is not None:
                 task_targets = {"contacts": contact.id} if contact is not None else {}
                 key = f"{delivery.call_session_id}:{FOLLOW_UP}"
-                task = self._write(stores, FOLLOW_UP, key, "tasks", task_properties, task_targets)
+                task = self._write(stores, FOLLOW_UP, key, "tasks", task_fields, task_targets)
                 records[FOLLOW_UP] = task.id
         except PermanentError as exc:
             if contact is not None and contact.cached and exc.status in (400, 404):
@@ -161,29 +160,7 @@ class HubSpotConnector(Connector):
         return PermanentError(hint, status=exc.status, code=exc.code, details=exc.details)
 
     def preview(self, delivery: Delivery) -> list[Preview]:
-        notes: list[str] = []
-        base = f"{self.config.base_url.rstrip('/')}/{self.config.objects_path.strip('/')}"
-        headers = {"authorization": "Bearer <access_token>", "content-type": "application/json"}
-        targets = {"contacts": PLACEHOLDER_CONTACT}
-        if self.config.associate.company:
-            targets["companies"] = "<the contact's primary company>"
-        if self.config.associate.deal:
-            targets["deals"] = "<the contact's most recent open deal>"
-        previews = [
-            Preview(
-                target=f"POST {base}/calls",
-                body=_create_body(self._call_properties(delivery, notes), targets, CALL_ASSOCIATION_TYPES),
-                headers=headers,
-            )
-        ]
-        task = self._task_properties(delivery, notes)
-        if task is not None:
-            body = _create_body(task, {"contacts": PLACEHOLDER_CONTACT}, TASK_ASSOCIATION_TYPES)
-            previews.append(Preview(target=f"POST {base}/tasks", body=body, headers=headers))
-        if self.config.match.on_missing == "create_contact":
-            body = {"properties": self._contact_properties(delivery, self._identities(delivery)), "associations": []}
-            previews.append(Preview(target=f"POST {base}/contacts (only when no contact matches)", body=body))
-        return previews
+        return preview_requests(delivery, self.mapping, self.config, self._identities(delivery))
 
     def close(self) -> None:
         with self._lock:
@@ -196,39 +173,10 @@ class HubSpotConnector(Connector):
 
     # -- properties -----------------------------------------------------------------------
     def _call_properties(self, delivery: Delivery, notes: list[str], *, log: bool = False) -> dict[str, str]:
-        properties = to_properties(delivery.record, notes)
-        warning = drop_insecure_recording(properties, notes)
+        properties, warning = call_properties(delivery, self.config, notes)
         if warning and log:
             self.log.warning("%s (call %s)", warning, delivery.call_session_id)
-        properties[self.config.call_id_property] = delivery.call_session_id
-        self._add_owner(properties, delivery)
         return properties
-
-    def _task_properties(self, delivery: Delivery, notes: list[str]) -> dict[str, str] | None:
-        rendered = self.mapping.render_follow_up(delivery.context) if self.mapping is not None else None
-        if rendered is None:
-            return None
-        properties = to_properties(rendered, notes)
-        properties[self.config.call_id_property] = f"{delivery.call_session_id}:{FOLLOW_UP}"
-        self._add_owner(properties, delivery)
-        return properties
-
-    def _add_owner(self, properties: dict[str, str], delivery: Delivery) -> None:
-        if properties.get("hubspot_owner_id"):
-            return  # the mapping decided
-        agent = str(delivery.call.get("agent_name") or "")
-        owner = self.config.owners.get(agent) or self.config.default_owner
-        if owner:
-            properties["hubspot_owner_id"] = owner
-
-    def _contact_properties(self, delivery: Delivery, identities: list[Identity]) -> dict[str, str]:
-        base: dict[str, Any] = split_name(delivery.call.get("caller_name"))
-        for identity in identities:
-            base["email" if identity.by == "email" else "phone"] = identity.value
-        if self.mapping is not None:
-            base.update(self.mapping.render_new_contact(delivery.context))
-        base.update(self.config.match.contact_properties)
-        return to_properties(base, [])
 
     # -- the contact ----------------------------------------------------------------------
     def _identities(self, delivery: Delivery) -> list[Identity]:
@@ -252,7 +200,7 @@ class HubSpotConnector(Connector):
     def _create_contact(
         self, delivery: Delivery, identities: list[Identity], finder: ContactFinder, contacts: Ledger
     ) -> ContactMatch:
-        properties = self._contact_properties(delivery, identities)
+        properties = contact_properties(delivery, identities, self.mapping, self.config)
 
         def create(touch: Any) -> str:
             try:
@@ -302,7 +250,7 @@ class HubSpotConnector(Connector):
         ledger, writer = stores.ledger, stores.writer
         types = CALL_ASSOCIATION_TYPES if object_type == "calls" else TASK_ASSOCIATION_TYPES
         links = frozenset(f"{to_type}:{to_id}" for to_type, to_id in targets.items())
-        body = _create_body(properties, targets, types)
+        body = create_body(properties, targets, types)
         # Updating a task must not reopen one the rep has completed since.
         update_properties = {k: v for k, v in properties.items() if k != "hs_task_status"}
 
@@ -352,8 +300,3 @@ class _StaleContact(Exception):
         super().__init__(reason)
         self.contact = contact
         self.reason = reason
-
-
-def _create_body(properties: dict[str, str], targets: dict[str, str], types: dict[str, int]) -> dict[str, Any]:
-    associations = [association(to_id, types[to_type]) for to_type, to_id in targets.items()]
-    return {"properties": properties, "associations": associations}
