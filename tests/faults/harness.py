@@ -6,12 +6,14 @@ retries until it gets a 200.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,12 +52,16 @@ connectors:
 
 
 class Receiver(FakeServer):
-    """Keeps one record per webhook-id (an upsert), and counts every request that reached it."""
+    """Keeps one record per webhook-id (an upsert), and counts every request that reached it.
+
+    `arrivals` keeps the wall-clock time of every write, so a soak can tell which fault a second write
+    of the same call followed."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.records: dict[str, bytes] = {}
         self.writes: Counter[str] = Counter()
+        self.arrivals: dict[str, list[float]] = {}
         self.delay = delay
 
     def handle(self, request: FakeRequest) -> FakeResponse:
@@ -65,6 +71,7 @@ class Receiver(FakeServer):
         with self.lock:
             self.records[key] = request.body
             self.writes[key] += 1
+            self.arrivals.setdefault(key, []).append(time.time())
         return FakeResponse.json(200, {"ok": True})
 
     def call_ids(self) -> set[str]:
@@ -101,25 +108,41 @@ class Bridge:
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.log_paths: dict[int, Path] = {}  # pid -> that process's log
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, kind: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{kind}-{len(self.processes)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "--config", str(self.config), kind],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.processes.append(process)
+        process = self.spawn(kind)
         if kind == "api":
             wait_for(self.ready, timeout=20, message="the API to listen")
         return process
 
-    def ready(self) -> bool:
+    def spawn(self, kind: str, *, port: int | None = None) -> subprocess.Popen[bytes]:
+        """Start `kind` without waiting for it (as a supervisor restarts a process); `port`: an extra API."""
+        config = self.config if port is None or port == self.port else self.config_for_port(port)
+        log_path = self.logs / f"{kind}-{len(self.processes)}.log"
+        with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", "bridge", "--config", str(config), kind],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self.processes.append(process)
+        self.log_paths[process.pid] = log_path
+        return process
+
+    def config_for_port(self, port: int) -> Path:
+        """The same config with another server port, for a second API process."""
+        path = self.config.with_name(f"config-{port}.yaml")
+        if not path.exists():
+            path.write_text(self.config.read_text().replace(f"port: {self.port}}}", f"port: {port}}}"))
+        return path
+
+    def ready(self, url: str | None = None) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            return httpx.get(f"{url or self.url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -139,21 +162,26 @@ class Bridge:
 
 
 class Agni:
-    """Sends webhooks like Agni does: retries any non-200 answer (here quickly) until it gets one."""
+    """Sends webhooks like Agni does: retries any non-200 answer (here quickly) until it gets one.
 
-    def __init__(self, url: str) -> None:
+    With `fallbacks` (more API replicas behind a load balancer), each retry goes to the next URL."""
+
+    def __init__(self, url: str, *, fallbacks: tuple[str, ...] = (), timeout: float = 10.0) -> None:
         self.url = url
+        self.urls = (url, *fallbacks)
         self.answers: Counter[str] = Counter()
         self._lock = threading.Lock()
         # One pooled client: creating an httpx client costs ~50 ms (TLS setup), far more than a webhook.
-        self.client = httpx.Client(timeout=10, limits=httpx.Limits(max_connections=64))
+        self.client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_connections=64))
 
     def send(self, body: bytes, *, give_up_after: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + give_up_after
-        while True:
+        first = zlib.crc32(body)  # spread calls over the replicas, the same way on every run
+        for attempt in itertools.count():
+            url = self.urls[(first + attempt) % len(self.urls)]
             try:
                 response = self.client.post(
-                    f"{self.url}/webhooks/agni", content=body, headers={"content-type": "application/json"}
+                    f"{url}/webhooks/agni", content=body, headers={"content-type": "application/json"}
                 )
                 with self._lock:
                     self.answers[str(response.status_code)] += 1
@@ -165,6 +193,7 @@ class Agni:
             if time.monotonic() > deadline:
                 raise AssertionError(f"Agni gave up on a webhook after {give_up_after}s")
             time.sleep(0.1)
+        raise AssertionError("unreachable")
 
     def send_calls(self, call_ids: list[str], *, copies: int = 1, threads: int = 16) -> list[dict[str, Any]]:
         bodies = [payload_bytes(call_session_id=call_id) for call_id in call_ids for _ in range(copies)]
