@@ -1,0 +1,1 @@
+"""The dynamics connector (being built)."""

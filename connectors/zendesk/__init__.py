@@ -1,0 +1,1 @@
+"""The zendesk connector (being built)."""
