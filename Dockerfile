@@ -1,7 +1,7 @@
 # One image for both roles: `api` (default) and `worker`.
 #   docker build -t agni-bridge .
 #   docker run -e REDIS_URL=redis://redis:6379/0 -e BRIDGE_HOST=0.0.0.0 -p 8080:8080 agni-bridge
-#   docker run -e REDIS_URL=redis://redis:6379/0 agni-bridge --config /app/config.yaml worker
+#   docker run -e REDIS_URL=redis://redis:6379/0 agni-bridge worker --config /app/config.yaml
 # Not built in CI (no Docker engine there): tests/unit/test_deploy.py lints it with hadolint and
 # checks it against pyproject.toml, config.example.yaml and docker-compose.yml.
 
@@ -46,4 +46,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["agni-bridge"]
-CMD ["--config", "/app/config.yaml", "api"]
+CMD ["api", "--config", "/app/config.yaml"]

@@ -20,18 +20,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/agni-bridge --config $(CONFIG) run
+	$(BIN)/agni-bridge run --config $(CONFIG)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/agni-bridge --config config.example.yaml check
+	$(BIN)/agni-bridge check --config config.example.yaml
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 check: $(STAMP)
-	$(BIN)/agni-bridge --config $(CONFIG) check
+	$(BIN)/agni-bridge check --config $(CONFIG)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

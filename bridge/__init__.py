@@ -5,7 +5,9 @@ The flow, module by module:
     HTTP in (app, webhook) → decode (events) → route (routing) → claim + store + enqueue (ingest)
     ‖ worker (worker, jobs) → pipeline → map (mapping, templating) → connector → CRM
 
-Third-party connectors import only from here.
+Third-party connectors import the interface and errors from here, and the shared pieces from
+bridge.ledger, bridge.limiter, bridge.lookup_cache, bridge.tls, bridge.http, bridge.phones and
+bridge.fetch (see docs/connectors.md).
 """
 
 from bridge.connector import Connector, ConnectorConfig, Delivery, DeliveryResult, Preview, Services

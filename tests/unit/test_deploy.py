@@ -511,7 +511,7 @@ def breaks(name: str, check: Check, expected: str, *edits: tuple[Any, Any, Any])
 
 
 DF, DC, CFG = "Dockerfile", "docker-compose.yml", "config.example.yaml"
-WORKER_CMD = '"/app/config.yaml", "worker"]'
+WORKER_CMD = '["worker", "--config"'
 # fmt: off
 BREAKAGES = [
     breaks("hadolint: a floating base image", hadolint_problems, "DL3007",
@@ -527,13 +527,13 @@ BREAKAGES = [
     breaks("schema: an unknown depends_on condition", compose_schema_problems, "'service_healty' is not one of",
            (DC, "condition: service_healthy", "condition: service_healty")),
     breaks("command: a subcommand the CLI lacks", command_problems, "No such command 'serve'",
-           (DC, WORKER_CMD, '"/app/config.yaml", "serve"]')),
+           (DC, WORKER_CMD, '["serve", "--config"')),
     breaks("command: an option the CLI lacks", command_problems, "No such option '--confg'",
-           (DF, 'CMD ["--config"', 'CMD ["--confg"')),
+           (DF, 'CMD ["api", "--config"', 'CMD ["api", "--confg"')),
     breaks("command: a command that exits", command_problems, "runs `check`, not a long-running role",
-           (DC, WORKER_CMD, '"/app/config.yaml", "check"]')),
+           (DC, WORKER_CMD, '["check", "--config"')),
     breaks("command: no worker service", command_problems, "no service runs the `worker` role",
-           (DC, WORKER_CMD, '"/app/config.yaml", "api"]')),
+           (DC, WORKER_CMD, '["api", "--config"')),
     breaks("command: an entrypoint pyproject does not install", command_problems, "not a script in pyproject",
            (DF, 'ENTRYPOINT ["agni-bridge"]', 'ENTRYPOINT ["agni-bridger"]')),
     breaks("redis: fsync once a second", redis_durability_problems, "--appendfsync is 'everysec', not 'always'",
