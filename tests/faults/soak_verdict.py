@@ -55,12 +55,21 @@ def explain(arrivals: list[float], faults: list[FaultRecord]) -> list[tuple[floa
     """(write time, fault) for each explained write of one call; None when too few writes are explained."""
     found = []
     for written in arrivals:
-        for fault in faults:
-            end = fault.end if fault.end is not None else float("inf")
-            if fault.explains_duplicates and fault.start <= written + CONFIRM_SLACK and end >= written - SEND_SLACK:
-                found.append((written, fault))
-                break
+        overlapping = [
+            fault
+            for fault in faults
+            if fault.explains_duplicates
+            and fault.start <= written + CONFIRM_SLACK
+            and (fault.end is None or fault.end >= written - SEND_SLACK)
+        ]
+        if overlapping:  # name the nearest one: the report reads better, the verdict is the same
+            found.append((written, min(overlapping, key=lambda fault: _distance(written, fault))))
     return found if len(found) >= len(arrivals) - 1 else None
+
+
+def _distance(written: float, fault: FaultRecord) -> float:
+    end = fault.end if fault.end is not None else written
+    return max(0.0, fault.start - written, written - end)
 
 
 @dataclass

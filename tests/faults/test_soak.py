@@ -75,6 +75,7 @@ class Soak:
         self.t0 = 0.0
         self.restored = 0.0
         self.settled_in_time = False
+        self.unsettled: list[str] = []  # calls missing or mislogged when the drain bound ran out
         self.phases: list[tuple[str, float]] = []
         self.notes: list[str] = []
 
@@ -143,7 +144,7 @@ class Soak:
         self._phase("drain", draining)
         quiet = time.time()
         try:  # nothing left that could still write: a late duplicate would show up now, not after the verdict
-            wait_for(lambda: not self._backlog(), timeout=15, interval=0.5, message="the broker to empty")
+            wait_for(lambda: not self._backlog(dead=False), timeout=15, interval=0.5, message="the broker to empty")
         except AssertionError:
             self.notes.append(f"the broker still holds messages after every call was delivered: {self._backlog()}")
         self._phase("quiet", quiet)
@@ -172,19 +173,21 @@ class Soak:
         missing = sorted(set(self.sender.accepted) - self.receiver.call_ids())
         states = {r.call_session_id: r.status for r in CallLog(self.client, self.keys).list(limit=100_000)}
         wrong = sorted(c for c in self.receiver.call_ids() if states.get(c) != "delivered")
+        self.unsettled = list(dict.fromkeys([*self.unsettled, *missing, *wrong]))
         self.notes.append(
             f"{when}: {len(missing)} accepted call(s) not at the receiver {missing[:20]}; "
             f"{len(wrong)} at the receiver but not `delivered` in the log {wrong[:20]}; "
             f"broker leftovers {self._backlog()}"
         )
 
-    def _backlog(self) -> dict[str, int]:
-        """Messages still in the broker (queues, delay queues, fetched-but-unacked), by Redis key."""
+    def _backlog(self, *, dead: bool = True) -> dict[str, int]:
+        """Messages still in the broker (queues, delayed, fetched-but-unacked; `dead`: and Dramatiq's own
+        dead letters, .XQ), by Redis key."""
         assert self.client is not None
         found: dict[str, int] = {}
         for key in self.client.scan_iter(match=f"{self.keys.namespace}:*"):
             name = key.decode()
-            if ".XQ" in name or "__heartbeats__" in name:
+            if "__heartbeats__" in name or (".XQ" in name and not dead):
                 continue
             kind = self.client.type(key).decode()
             size = {"hash": self.client.hlen, "set": self.client.scard, "list": self.client.llen}.get(kind)
@@ -212,11 +215,11 @@ class Soak:
         if self.cluster is not None:
             parts.append("fault timeline (seconds after the first call; * = can explain a duplicate):")
             parts.append(self.cluster.describe(self.t0))
-        if verdict is not None:
-            for call in verdict.problem_calls()[:SHOW_CALLS]:
-                writes = [f"+{w - self.t0:.1f}s" for w in self.receiver.arrivals.get(f"msg_{call}", [])]
-                parts.append(f"--- calls show {call} --json (receiver writes: {writes or 'none'})")
-                parts.append(calls_show(self.bridge, call))
+        problems = list(dict.fromkeys([*(verdict.problem_calls() if verdict else []), *self.unsettled]))
+        for call in problems[:SHOW_CALLS]:
+            writes = [f"+{w - self.t0:.1f}s" for w in self.receiver.arrivals.get(f"msg_{call}", [])]
+            parts.append(f"--- calls show {call} --json (receiver writes: {writes or 'none'})")
+            parts.append(calls_show(self.bridge, call))
         parts.append("--- process logs (tails)")
         for path in sorted(self.bridge.logs.glob("*.log"), key=lambda p: p.stat().st_mtime):
             lines = path.read_text(errors="replace").strip().splitlines()
