@@ -8,7 +8,6 @@ it, and the error tree, onto HTTP.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -22,20 +21,26 @@ from litestar.exceptions import HTTPException
 from litestar.params import RawBody
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.calls import STATUSES, CallLog, parse_since
-from bridge.errors import UnavailableError
+from bridge.admin_api import ADMIN_HANDLERS
+from bridge.calls import CallLog
+from bridge.db.drain import LogDrain
+from bridge.db.engine import log_engine
+from bridge.db.queries import LogQueries
+from bridge.db.writer import LogWriter
+from bridge.errors import DatabaseError, UnavailableError
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
 from bridge.metrics import ApiMetrics
 from bridge.routing import Router
 from bridge.settings import Settings, load_settings
-from bridge.webhook import WebhookIntake, bearer_token
+from bridge.webhook import WebhookIntake
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("bridge.app")
 _encode = msgspec.json.Encoder().encode
 DAY = 86400
+LOG_LAG_WARNING_SECONDS = 10.0
 
 
 def _json(status_code: int, body: object, headers: dict[str, str] | None = None) -> Response[bytes]:
@@ -63,62 +68,28 @@ def healthz() -> Response[bytes]:
     return _json(200, {"status": "ok"})
 
 
-@get("/readyz")
-async def readyz(request: Request) -> Response[bytes]:
+@get("/readyz", sync_to_thread=True)
+def readyz(request: Request) -> Response[bytes]:
+    """503 while Redis is unreachable (webhooks cannot be accepted). A lagging call log does not make the API
+    unready — webhooks are still accepted and delivered — but the answer says how far behind it is."""
+    state = request.app.state
     try:
-        await request.app.state.redis.ping()
+        state.sync_redis.ping()
+        lag = state.log_lag()
     except (redis.RedisError, OSError) as exc:
         return _json(503, {"status": "unavailable", "error": f"Redis: {type(exc).__name__}"})
-    return _json(200, {"status": "ready"})
+    log_state = {
+        "status": "lagging" if lag.seconds > LOG_LAG_WARNING_SECONDS else "ok",
+        "lag_events": lag.events,
+        "lag_seconds": round(lag.seconds, 1),
+    }
+    return _json(200, {"status": "ready", "log": log_state})
 
 
 @get("/metrics", sync_to_thread=True)
 def metrics(request: Request) -> Response[bytes]:
     payload = generate_latest(request.app.state.metrics.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
-
-
-def _admin_guard(request: Request) -> Response[bytes] | None:
-    """The admin API is off without `admin.token` (404), and needs `Authorization: Bearer <token>` (401)."""
-    token: bytes = request.app.state.admin_token
-    if not token:
-        return _json(404, {"status": "error", "error": "the admin API is disabled (set admin.token)"})
-    if not hmac.compare_digest(bearer_token(request.headers).encode(), token):
-        return _json(401, {"status": "unauthorized", "error": "missing or wrong admin token"})
-    return None
-
-
-@get("/admin/calls/{call_id:str}", sync_to_thread=True)
-def admin_call(request: Request) -> Response[bytes]:
-    refused = _admin_guard(request)
-    if refused is not None:
-        return refused
-    call_id = request.path_params["call_id"]
-    report = request.app.state.call_log.report(call_id)
-    if report is None:
-        return _json(404, {"status": "error", "error": f"no record of call {call_id}"})
-    return _json(200, report.to_dict())
-
-
-@get("/admin/calls", sync_to_thread=True)
-def admin_calls(request: Request) -> Response[bytes]:
-    """?status=&connector=&since=2h&limit=100"""
-    refused = _admin_guard(request)
-    if refused is not None:
-        return refused
-    query = request.query_params
-    status, since = query.get("status"), query.get("since")
-    try:
-        window = parse_since(since) if since else None
-        limit = max(1, min(int(query.get("limit", 100)), 1000))
-    except ValueError as exc:
-        return _json(400, {"status": "invalid", "error": str(exc)})
-    if status is not None and status not in STATUSES:
-        return _json(400, {"status": "invalid", "error": f"status must be one of {', '.join(STATUSES)}"})
-    reports = request.app.state.call_log.list(
-        status=status, connector=query.get("connector"), since_seconds=window, limit=limit
-    )
-    return _json(200, {"calls": [r.to_dict(history=False) for r in reports]})
 
 
 def _unavailable(request: Request, exc: UnavailableError) -> Response[bytes]:
@@ -130,6 +101,10 @@ def _http_error(request: Request, exc: HTTPException) -> Response[bytes]:
     if request.url.path == "/webhooks/agni":
         request.app.state.metrics.webhooks.labels("rejected").inc()
     return _json(exc.status_code, {"status": "error", "error": exc.detail}, exc.headers)
+
+
+def _database(request: Request, exc: DatabaseError) -> Response[bytes]:
+    return _json(503, {"status": "unavailable", "error": str(exc)}, {"retry-after": "5"})
 
 
 def _unexpected(request: Request, exc: Exception) -> Response[bytes]:
@@ -159,24 +134,32 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
             retention_seconds=settings.retention_days * DAY,
         )
         app.state.redis = async_client
+        app.state.sync_redis = sync_client
+        engine = log_engine(settings)
+        region = settings.database.phone_region
+        drain = LogDrain(sync_client, keys, LogWriter(engine, region=region))
+        app.state.log_lag = drain.lag
         app.state.intake = WebhookIntake(
             ingestor=ingestor, router=router, org_ids=settings.agni.org_ids, token=settings.agni.token
         )
-        app.state.metrics = ApiMetrics(sync_client, keys, settings.enabled_connectors())
-        app.state.call_log = CallLog(sync_client, keys)
+        queries = LogQueries(engine, region=region)
+        app.state.metrics = ApiMetrics(sync_client, keys, settings.enabled_connectors(), queries, drain.lag)
+        app.state.call_log = CallLog(engine, region=region)
         app.state.admin_token = settings.admin.token.encode()
         try:
             yield
         finally:
             await async_client.aclose()
             sync_client.close()
+            engine.dispose()
 
     return Litestar(
-        route_handlers=[agni_webhook, healthz, readyz, metrics, admin_call, admin_calls],
+        route_handlers=[agni_webhook, healthz, readyz, metrics, *ADMIN_HANDLERS],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         exception_handlers={
             UnavailableError: _unavailable,
+            DatabaseError: _database,
             HTTPException: _http_error,
             Exception: _unexpected,
         },

@@ -144,6 +144,11 @@ class Connector(abc.ABC):
     def deliver(self, delivery: Delivery) -> DeliveryResult:
         """Write the call to the destination, idempotently on `delivery.call_session_id`."""
 
+    def record_url(self, kind: str, record_id: str) -> str | None:
+        """The URL of a record this connector wrote (`kind` as in DeliveryResult.records), for deep links from
+        the call log and the console; None when it cannot be built from the settings."""
+        return None
+
     def preview(self, delivery: Delivery) -> list[Preview]:
         """What `deliver` would write, without any network: by default the mapped record."""
         return [Preview(target=self.name, body=delivery.record)]

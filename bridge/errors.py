@@ -5,6 +5,8 @@
      ├── MappingError           a mapping file is invalid, or rendering one failed
      ├── EventDecodeError       an inbound webhook is not a valid call.completed payload
      ├── UnavailableError       Redis (or the queue on it) cannot be reached right now
+     ├── DatabaseError          the call log's database cannot be used right now (unreachable, failing)
+     │    └── SchemaError       its schema is newer than this code: refused, never written to
      ├── OperationError         an admin command cannot be done (unknown call, expired payload)
      └── ConnectorError         a connector could not deliver a call
           ├── RetryableError    transient: try again later (optionally after `retry_after` seconds)
@@ -24,6 +26,7 @@ __all__ = [
     "BridgeError",
     "ConfigError",
     "ConnectorError",
+    "DatabaseError",
     "DeferredError",
     "EventDecodeError",
     "MappingError",
@@ -31,6 +34,7 @@ __all__ = [
     "PausedError",
     "PermanentError",
     "RetryableError",
+    "SchemaError",
     "UnavailableError",
     "UnsafeURLError",
 ]
@@ -59,6 +63,14 @@ class EventDecodeError(BridgeError):
 
 class UnavailableError(BridgeError):
     """Redis or the queue is unreachable; the webhook must be refused with 503 so the sender retries."""
+
+
+class DatabaseError(BridgeError):
+    """The call log's database is unreachable or unusable; deliveries go on, the log waits (see bridge.db)."""
+
+
+class SchemaError(DatabaseError):
+    """The database's schema is newer than this version of the bridge knows; it must not be written to."""
 
 
 class OperationError(BridgeError):

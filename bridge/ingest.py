@@ -1,8 +1,9 @@
 """The hot path's one Redis operation: claim the call, store it, enqueue one job per connector.
 
 Everything happens in a single Lua script, so it is atomic and costs one
-round trip: either the dedupe claim, the stored payload, the history entry
-and every connector's job are all written, or none is. That is stronger than
+round trip: either the dedupe claim, the stored payload, the call's "received"
+event on the log stream (:mod:`bridge.db.events`; the database is written later,
+by the workers) and every connector's job are all written, or none is. That is stronger than
 "claim, enqueue, release the claim if enqueueing fails": there is no window in
 which a claim exists without its jobs, so a crash can never turn Agni's
 retry into a false "duplicate". If the reply is lost after the script ran,
@@ -33,8 +34,8 @@ from bridge.keys import ACTOR_NAME, Keys
 __all__ = ["IngestResult", "Ingestor"]
 
 _SCRIPT = """
--- KEYS: 1 dedupe, 2 payload, 3 log, 4 done, 5 index, then (queue list, queue msgs) per connector
--- ARGV: 1 force, 2 dedupe ttl, 3 retention, 4 payload, 5 now ms (the claim value), 6 log entry,
+-- KEYS: 1 dedupe, 2 payload, 3 log event stream, 4 done, then (queue list, queue msgs) per connector
+-- ARGV: 1 force, 2 dedupe ttl, 3 retention, 4 payload, 5 now ms (the claim value), 6 log event,
 --       then (connector, message id, message data) per connector
 if ARGV[1] == '1' then
   redis.call('set', KEYS[1], ARGV[5], 'EX', ARGV[2])
@@ -42,16 +43,15 @@ elseif not redis.call('set', KEYS[1], ARGV[5], 'NX', 'EX', ARGV[2]) then
   return 0
 end
 redis.call('set', KEYS[2], ARGV[4], 'EX', ARGV[3])
-redis.call('rpush', KEYS[3], ARGV[6])
-redis.call('expire', KEYS[3], ARGV[3])
-redis.call('zadd', KEYS[5], ARGV[5], ARGV[7])
-redis.call('zremrangebyscore', KEYS[5], '-inf', '(' .. (tonumber(ARGV[5]) - 1000 * tonumber(ARGV[3])))
-local n = (#KEYS - 5) / 2
+local event_id = redis.call('xadd', KEYS[3], '*', 'e', ARGV[6])
+redis.call('hset', KEYS[4], '_ingest', event_id)
+redis.call('expire', KEYS[4], ARGV[3])
+local n = (#KEYS - 4) / 2
 for i = 1, n do
-  local base = 7 + 3 * (i - 1)
+  local base = 6 + 3 * (i - 1)
   if ARGV[1] == '1' then redis.call('hdel', KEYS[4], ARGV[base + 1]) end
-  redis.call('hset', KEYS[5 + 2 * i], ARGV[base + 2], ARGV[base + 3])
-  redis.call('rpush', KEYS[4 + 2 * i], ARGV[base + 2])
+  redis.call('hset', KEYS[4 + 2 * i], ARGV[base + 2], ARGV[base + 3])
+  redis.call('rpush', KEYS[3 + 2 * i], ARGV[base + 2])
 end
 return 1
 """
@@ -107,9 +107,9 @@ class Ingestor:
     ) -> tuple[list[str], list[Any]]:
         keys = self.keys
         now_ms = int(time.time() * 1000)
-        key_list = [keys.dedupe(call_id), keys.payload(call_id), keys.log(call_id), keys.done(call_id), keys.index]
+        key_list = [keys.dedupe(call_id), keys.payload(call_id), keys.events, keys.done(call_id)]
         argv: list[Any] = ["1" if force else "0", self._dedupe_ttl, self._retention, body, str(now_ms)]
-        argv += [_encode({"t": now_ms, **log_entry}), call_id]
+        argv.append(_encode({"t": now_ms, "call": call_id, **log_entry}))
         for connector in connectors:
             queue = keys.queue(connector)
             redis_id, data = job_message(queue, call_id, connector, now_ms)

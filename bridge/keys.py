@@ -4,13 +4,14 @@ All keys start with the configured prefix (default ``agni``) so one Redis can
 serve several bridges, and so an operator can find everything with one SCAN.
 
     {p}:dedupe:{call}        claim: this call was accepted (TTL = dedupe window)
-    {p}:call:{call}          the webhook body as received (TTL = retention)
-    {p}:done:{call}          hash connector -> result JSON: delivered, never write again
-    {p}:lock:{conn}:{call}   held while one worker delivers (stops two redeliveries racing)
-    {p}:log:{call}           the call's delivery history (list of JSON events)
-    {p}:calls                sorted set of call ids by time received (for `calls list`)
+    {p}:call:{call}          the webhook body, until every connector has finished with it and the
+                             log has it (then deleted by the log writer; TTL = retention as a backstop)
+    {p}:done:{call}          hash connector -> outcome: delivered, never write again; `_ingest` holds
+                             the stream id of the latest (re)ingest while the call is in progress
+    {p}:lock:{conn}:{call}   a short lease, held while one worker delivers (stops redeliveries racing)
+    {p}:events               the stream of log events the workers drain into the database (bridge.db)
+    {p}:log-writer           the lease of the one worker draining it
     {p}:circuit:{conn}       a connector's circuit breaker (consecutive failures, open-until)
-    {p}:dlq:{conn}           hash entry id -> dead letter JSON
     {p}:dramatiq:*           Dramatiq's queues (one queue per connector: deliver.{conn}), plus
                              {p}:dramatiq:deliver.{conn}.scheduled, the retries and deferrals
                              waiting for their time (see bridge.broker)
@@ -41,17 +42,26 @@ class Keys:
     def lock(self, connector: str, call_id: str) -> str:
         return f"{self.prefix}:lock:{connector}:{call_id}"
 
-    def log(self, call_id: str) -> str:
-        return f"{self.prefix}:log:{call_id}"
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}:events"
 
     @property
-    def index(self) -> str:
-        return f"{self.prefix}:calls"
+    def log_writer(self) -> str:
+        return f"{self.prefix}:log-writer"
 
     def circuit(self, connector: str) -> str:
         return f"{self.prefix}:circuit:{connector}"
 
-    def dlq(self, connector: str) -> str:
+    # Where versions before the database kept the log; read once by `agni-bridge db import-redis`.
+    def legacy_log(self, call_id: str) -> str:
+        return f"{self.prefix}:log:{call_id}"
+
+    @property
+    def legacy_index(self) -> str:
+        return f"{self.prefix}:calls"
+
+    def legacy_dlq(self, connector: str) -> str:
         return f"{self.prefix}:dlq:{connector}"
 
     def metrics(self, name: str) -> str:

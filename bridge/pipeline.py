@@ -75,6 +75,7 @@ class Pipeline:
                     "attempt": attempt,
                     "outcome": outcome,
                     "records": result.records,
+                    "links": _links(connector, result.records),
                     "match": result.match,
                     "notes": result.notes,
                     "skipped": result.skipped,
@@ -82,9 +83,7 @@ class Pipeline:
                     **self._mapping_info(connector),
                 }
                 # Still holding the lease: a redelivery waiting for it must find the done-marker.
-                self.store.mark_done(
-                    call_id, connector_name, {"outcome": outcome, "records": result.records}, event
-                )
+                self.store.mark_done(call_id, connector_name, outcome, event)
             self.recorder.record(connector_name, outcome, time.time() - received if received else None)
             log.info("%s %s", outcome, result.skipped or _describe_records(result.records))
             return result
@@ -167,7 +166,7 @@ class Pipeline:
                 **self._mapping_info(self.connectors.get(connector_name)),
             }
             if final:
-                self.store.dead_letter(connector_name, call_id, {"attempts": attempt, **error}, event)
+                self.store.append(call_id, event)  # the log keeps it as a dead letter until an admin acts
                 self.recorder.record(connector_name, "dead", None)
                 log.error("dead letter after %d attempt(s): %s", attempt, error["error"])
             else:
@@ -178,7 +177,23 @@ class Pipeline:
     @staticmethod
     def _mapping_info(connector: Connector | None) -> dict[str, Any]:
         mapping = connector.mapping if connector is not None else None
-        return {"mapping": mapping.name, "mapping_digest": mapping.digest} if mapping is not None else {}
+        if mapping is None:
+            return {}
+        return {"mapping": mapping.name, "mapping_digest": mapping.digest, "mapping_origin": mapping.location}
+
+
+def _links(connector: Connector, records: dict[str, str]) -> dict[str, str]:
+    """The CRM's URL of each record written, where the connector can build one from its settings."""
+    links = {}
+    for kind, record_id in records.items():
+        try:
+            url = connector.record_url(kind, str(record_id))
+        except Exception:  # a link is a convenience: never let building one fail a delivery
+            log.exception("building the link to %s %s failed", kind, record_id)
+            url = None
+        if url:
+            links[kind] = url
+    return links
 
 
 def _error_fields(exc: Exception) -> dict[str, Any]:

@@ -4,19 +4,22 @@ All of them go through the same path as the endpoint — :meth:`WebhookIntake.pr
 (decode, org check, routing with the current config) and the ingest script —
 so a replayed call is indistinguishable from a new one except that it may
 bypass the dedupe window (`force`) and clears the connectors' done-markers.
+A call whose payload has left Redis (every connector finished with it) is
+re-ingested from the call log's database.
 CRM writes are upserts, so a replay updates what is there instead of
 duplicating it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
+from bridge.db.events import encode_event
+from bridge.db.queries import LogQueries
 from bridge.errors import OperationError as ReplayError
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
@@ -24,7 +27,17 @@ from bridge.webhook import WebhookIntake, WebhookOutcome
 
 __all__ = ["BackfillSummary", "Operations", "iter_payload_lines"]
 
-_decode = msgspec.json.decode
+
+def _letter(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "call_session_id": row["call_session_id"],
+        "connector": row["connector"],
+        "t": row["t"],
+        "attempts": row["attempts"],
+        "error": row["error"] or "",
+        "code": row["code"] or "",
+        "status": row["http_status"],
+    }
 
 
 @dataclass
@@ -41,22 +54,39 @@ class BackfillSummary:
 
 
 class Operations:
-    def __init__(self, client: Any, keys: Keys, intake: WebhookIntake, ingestor: Ingestor, enabled: Iterable[str]):
+    """Admin operations over a running bridge: Redis (to queue calls again) and the call log (to find them)."""
+
+    def __init__(
+        self,
+        client: Any,
+        keys: Keys,
+        intake: WebhookIntake,
+        ingestor: Ingestor,
+        enabled: Iterable[str],
+        queries: LogQueries,
+    ):
         self.client = client
         self.keys = keys
         self.intake = intake
         self.ingestor = ingestor
         self.enabled = set(enabled)
+        self.queries = queries
 
     # -- replay -----------------------------------------------------------------------
-    def replay(self, call_id: str, connectors: list[str] | None = None) -> tuple[str, ...]:
-        """Re-deliver a stored call (bypassing dedupe); to `connectors` or wherever routes send it now."""
-        body = self.client.get(self.keys.payload(call_id))
+    def body(self, call_id: str) -> bytes:
+        """The call's webhook body: from Redis while it is in flight, else from the log."""
+        body = self.client.get(self.keys.payload(call_id)) or self.queries.payload(call_id)
         if body is None:
-            raise ReplayError(f"call {call_id} is not stored (unknown, or older than retention_days)")
-        return self._resend(call_id, body, connectors, "replay")
+            raise ReplayError(f"call {call_id} is not in the log (unknown, or older than retention_days)")
+        return body
 
-    def _resend(self, call_id: str, body: bytes, connectors: list[str] | None, kind: str) -> tuple[str, ...]:
+    def replay(self, call_id: str, connectors: list[str] | None = None, *, actor: str = "cli") -> tuple[str, ...]:
+        """Re-deliver a call (bypassing dedupe); to `connectors` or wherever routes send it now."""
+        return self._resend(call_id, self.body(call_id), connectors, "replay", actor)
+
+    def _resend(
+        self, call_id: str, body: bytes, connectors: list[str] | None, kind: str, actor: str = "cli"
+    ) -> tuple[str, ...]:
         prepared = self.intake.prepare(body)
         if isinstance(prepared, WebhookOutcome):
             raise ReplayError(f"call {call_id}: {prepared.body.get('error') or prepared.result}")
@@ -65,52 +95,50 @@ class Operations:
         if unknown:
             raise ReplayError(f"connector(s) not configured or disabled: {', '.join(unknown)}")
         self.ingestor.accept_sync(
-            call_id, body, targets, {**prepared.log_entry("cli", kind), "connectors": list(targets)}, force=True
+            call_id, body, targets, {**prepared.log_entry(actor, kind), "connectors": list(targets)}, force=True
         )
         return targets
 
     # -- dead letters -----------------------------------------------------------------
     def dead_letters(self, connector: str | None = None) -> list[dict[str, Any]]:
-        names = [connector] if connector else sorted(self._dlq_connectors())
-        letters = []
-        for name in names:
-            for value in self.client.hvals(self.keys.dlq(name)):
-                letters.append(_decode(value))
-        return sorted(letters, key=lambda letter: letter.get("t", 0))
-
-    def _dlq_connectors(self) -> set[str]:
-        prefix = self.keys.dlq("")
-        return {key.decode()[len(prefix) :] for key in self.client.scan_iter(match=prefix + "*")} | self.enabled
+        return [_letter(row) for row in self.queries.dead_letters(connector)]
 
     def dead_letter(self, call_id: str, connector: str | None = None) -> list[dict[str, Any]]:
-        return [letter for letter in self.dead_letters(connector) if letter.get("call_session_id") == call_id]
+        return [_letter(row) for row in self.queries.dead_letters(connector, call_id)]
 
-    def replay_dead(self, connector: str | None, call_ids: list[str] | None) -> list[tuple[str, str]]:
-        """Re-enqueue dead letters with the current config and mapping; they leave the list once delivered."""
+    def replay_dead(
+        self, connector: str | None, call_ids: list[str] | None, *, actor: str = "cli"
+    ) -> list[tuple[str, str]]:
+        """Re-enqueue dead letters with the current config and mapping; they leave the list once the log has it."""
         done = []
         for letter in self.dead_letters(connector):
             call_id, name = letter["call_session_id"], letter["connector"]
             if call_ids is not None and call_id not in call_ids:
                 continue
-            body = self.client.get(self.keys.payload(call_id))
-            if body is None and letter.get("payload"):
-                body = letter["payload"].encode()
-            if body is None:
-                raise ReplayError(f"dead letter {call_id} ({name}) has no payload to replay")
-            self._resend(call_id, body, [name], "replay")
+            self._resend(call_id, self.body(call_id), [name], "replay", actor)
             done.append((name, call_id))
         return done
 
-    def purge_dead(self, connector: str | None, call_ids: list[str] | None) -> int:
-        removed = 0
-        for name in [connector] if connector else sorted(self._dlq_connectors()):
-            key = self.keys.dlq(name)
-            if call_ids is None:
-                removed += self.client.hlen(key)
-                self.client.delete(key)
-            elif call_ids:
-                removed += self.client.hdel(key, *call_ids)
-        return removed
+    def purge_dead(self, connector: str | None, call_ids: list[str] | None, *, actor: str = "cli") -> int:
+        """Forget dead letters for good: the log records each as `purged` (through the same event stream as
+        everything else, so the order of what happened to a call is kept)."""
+        letters = [
+            letter
+            for letter in self.dead_letters(connector)
+            if call_ids is None or letter["call_session_id"] in call_ids
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for letter in letters:
+            event = {
+                "type": "purged",
+                "call": letter["call_session_id"],
+                "connector": letter["connector"],
+                "t": int(time.time() * 1000),
+                "source_ip": actor,
+            }
+            pipe.xadd(self.keys.events, {"e": encode_event(event)})
+        pipe.execute()
+        return len(letters)
 
     # -- backfill ---------------------------------------------------------------------
     def backfill_one(self, body: bytes, *, force: bool, where: str, summary: BackfillSummary) -> None:
@@ -127,7 +155,7 @@ class Operations:
             prepared.call_session_id,
             body,
             prepared.decision.connectors,
-            prepared.log_entry("backfill", "backfill"),
+            prepared.log_entry(where.rsplit(":", 1)[0], "backfill"),
             force=force,
         )
         if result.accepted:

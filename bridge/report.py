@@ -35,21 +35,43 @@ def _render(renderable: Any) -> str:
 
 
 def render_report(report: CallReport) -> str:
+    facts = report.facts
     lines = [
         f"Call {report.call_session_id}: {report.status.upper()}",
         f"  received {_when(report.received_at)} from {report.source_ip or '-'} (org {report.org_id or '-'})",
         f"  route: {report.route or '-'} -> {', '.join(c.connector for c in report.connectors) or 'no connector'}",
     ]
+    who = " · ".join(str(facts[key]) for key in ("caller_name", "phone", "email", "direction") if facts.get(key))
+    if who:
+        lines.append(f"  party: {who}")
+    call = " · ".join(
+        f"{label} {facts[key]}"
+        for label, key in (
+            ("agent", "agent_name"),
+            ("disposition", "disposition"),
+            ("sentiment", "sentiment"),
+            ("duration", "duration_sec"),
+        )
+        if facts.get(key) is not None
+    )
+    if call:
+        lines.append(f"  {call}")
     table = Table("connector", "status", "attempts", "result", box=None, pad_edge=False)
     for state in report.connectors:
         if state.status in ("delivered", "skipped"):
-            result = ", ".join(f"{kind} {rid}" for kind, rid in state.records.items()) or "-"
+            result = (
+                ", ".join(
+                    f"{kind} {rid}" + (f" <{state.links[kind]}>" if kind in state.links else "")
+                    for kind, rid in state.records.items()
+                )
+                or "-"
+            )
             if state.match:
                 result += f"; match: {state.match}"
         else:
-            result = state.last_error or "waiting in the queue"
+            result = state.last_error or ("dead letter purged" if state.status == "purged" else "waiting in the queue")
         if state.mapping:
-            result += f" [mapping {state.mapping}]"
+            result += f" [mapping {state.mapping}@{state.mapping_digest}]"
         table.add_row(escape(state.connector), state.status, str(state.attempts), escape(result))
     lines.append(_render(table))
     lines.append("History:")
@@ -66,6 +88,8 @@ def render_report(report: CallReport) -> str:
                 f"  {stamp}  {event.get('connector')}  attempt {event.get('attempt')}  {event.get('outcome')}"
                 f"  {detail}{extra}"
             )
+        elif event.get("type") in ("paused", "purged"):
+            lines.append(f"  {stamp}  {event.get('connector')}  {event.get('type')}  {event.get('reason') or ''}")
         else:
             lines.append(f"  {stamp}  {event.get('type')}  {event.get('route', '')} -> {event.get('connectors', [])}")
     return "\n".join(lines)
@@ -74,10 +98,18 @@ def render_report(report: CallReport) -> str:
 def render_list(reports: list[CallReport]) -> str:
     if not reports:
         return "no calls match"
-    table = Table("received", "call_session_id", "status", "connectors", box=None, pad_edge=False)
+    table = Table("received", "call_session_id", "status", "party", "agent", "connectors", box=None, pad_edge=False)
     for report in reports:
         states = ", ".join(f"{c.connector}={c.status}" for c in report.connectors) or "-"
-        table.add_row(_when(report.received_at), escape(report.call_session_id), report.status, escape(states))
+        party = report.facts.get("phone") or report.facts.get("email") or "-"
+        table.add_row(
+            _when(report.received_at),
+            escape(report.call_session_id),
+            report.status,
+            escape(str(party)),
+            escape(str(report.facts.get("agent_name") or "-")),
+            escape(states),
+        )
     return _render(table)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "AdminSettings",
     "AgniSettings",
     "Base",
+    "DatabaseSettings",
     "DeliverySettings",
     "LoggingSettings",
     "RedactionSettings",
@@ -41,6 +42,7 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 _ENV_REF = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Keys whose values are credentials: they must come from ${ENV}, never be written into the file.
+_URL_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]+@")
 SECRET_KEY = re.compile(r"(^|_)(token|secret|password|private_key|session_id|api_key)$")
 
 
@@ -109,6 +111,18 @@ class WorkerSettings(Base):
     """Per million broker calls: how often consumers sweep for dead workers' messages (Dramatiq's default: 1,000)."""
 
 
+class DatabaseSettings(Base):
+    """Where the call log lives (see bridge/db): every call, attempt, record and dead letter, searchable."""
+
+    url: str = ""
+    """Empty: an SQLite file under data_dir (one machine). `postgresql://user:${DB_PASSWORD}@host/db` for many
+    API and worker processes on several machines (a password must come from the environment)."""
+    phone_region: Annotated[str, msgspec.Meta(min_length=2, max_length=2)] = "US"
+    """Region for phone numbers written without a country code, when the log stores and searches them."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
+    """Events written to the database per transaction by the log writer."""
+
+
 class LoggingSettings(Base):
     level: str = "INFO"
     format: str = "text"
@@ -146,11 +160,13 @@ class Settings(Base):
     agni: AgniSettings
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     data_dir: str = "./var"
     mappings_dir: str = "./mappings"
     dedupe_ttl_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     retention_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
-    """How long a received call's payload and delivery history are kept (replay works within it)."""
+    """How long the log keeps a call (payload, history, records); older calls are pruned in the background.
+    Dead letters are kept until replayed or purged."""
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
@@ -247,6 +263,10 @@ def interpolate(node: Any, env: Mapping[str, str], source: str, path: str = "") 
 
     result = _ENV_REF.sub(substitute, node)
     key = path.rsplit(".", 1)[-1]
+    if key == "url" and _URL_PASSWORD.search(_ENV_REF.sub("", node)):
+        raise ConfigError(
+            f"{source}: {path}: the password in this URL must come from the environment; write ${{YOUR_VAR}}"
+        )
     if SECRET_KEY.search(key) and node.strip() and not _ENV_REF.fullmatch(node.strip()):
         raise ConfigError(f"{source}: {path}: secrets must come from the environment; write ${{YOUR_VAR}}")
     return result

@@ -7,10 +7,10 @@
   once: short (seconds), and renewed by its holder's housekeeping thread while
   the delivery runs, so a worker that dies mid-write frees the call within
   seconds instead of holding it for the longest a delivery may take,
-* the call's history (received, every attempt, the outcome), and
-* dead letters, which never expire on their own.
+* the call's log events (every attempt, its outcome, dead letters) on the stream the workers drain
+  into the database (:mod:`bridge.db.drain`).
 
-Writes that record an outcome (done-marker, history, dead letter) wait for
+Writes that record an outcome (done-marker, log event) wait for
 Redis through an outage (:func:`bridge.durable.until_redis`): a call the CRM
 accepted must be recorded as delivered, or the log lies and a redelivery
 writes it twice. Reads that start a delivery raise UnavailableError instead:
@@ -72,8 +72,8 @@ class CallStore:
         self._held_guard = threading.Lock()
 
     # -- payload and done markers ---------------------------------------------------------
-    def snapshot(self, call_id: str, connector: str) -> tuple[dict[str, Any] | None, bytes | None, float | None]:
-        """(done-marker, stored body, accepted-at seconds) in one round trip: what a delivery starts from."""
+    def snapshot(self, call_id: str, connector: str) -> tuple[str | None, bytes | None, float | None]:
+        """(done outcome, stored body, accepted-at seconds) in one round trip: what a delivery starts from."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hget(self.keys.done(call_id), connector)
         pipe.get(self.keys.payload(call_id))
@@ -83,25 +83,25 @@ class CallStore:
             received = int(claimed) / 1000 if claimed else None
         except ValueError:
             received = None
-        return (_decode(done) if done else None), body, received
+        return (done.decode() if done else None), body, received
 
     def payload(self, call_id: str) -> bytes | None:
         return self.client.get(self.keys.payload(call_id))
 
-    def done(self, call_id: str, connector: str) -> dict[str, Any] | None:
+    def done(self, call_id: str, connector: str) -> str | None:
+        """The connector's outcome for this call (`delivered`, `skipped`) once the CRM confirmed; else None."""
         value = _read(lambda: self.client.hget(self.keys.done(call_id), connector))
-        return _decode(value) if value else None
+        return value.decode() if value else None
 
-    def mark_done(self, call_id: str, connector: str, result: dict[str, Any], event: dict[str, Any]) -> None:
-        """Record success and its history entry in one transaction; waits for Redis through an outage."""
+    def mark_done(self, call_id: str, connector: str, outcome: str, event: dict[str, Any]) -> None:
+        """Record success and its log event in one transaction; waits for Redis through an outage."""
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=True)
             key = self.keys.done(call_id)
-            pipe.hset(key, connector, _encode(result))
+            pipe.hset(key, connector, outcome)
             pipe.expire(key, self.retention)
             self._append(pipe, call_id, event)
-            pipe.hdel(self.keys.dlq(connector), call_id)
             pipe.execute()
 
         until_redis(write, "recording a delivery")
@@ -158,7 +158,8 @@ class CallStore:
 
     # -- history ----------------------------------------------------------------------
     def append(self, call_id: str, event: dict[str, Any]) -> None:
-        """Add a history entry; waits for Redis through an outage (history is how an admin finds out)."""
+        """Add an event to the call's log (a failed attempt, a pause, a dead letter); waits for Redis through an
+        outage, since the log is how an admin finds out what happened."""
 
         def write() -> None:
             pipe = self.client.pipeline(transaction=False)
@@ -168,33 +169,7 @@ class CallStore:
         until_redis(write, "recording a call's history")
 
     def _append(self, pipe: Any, call_id: str, event: dict[str, Any]) -> None:
-        key = self.keys.log(call_id)
-        pipe.rpush(key, _encode({"t": now_ms(), **event}))
-        pipe.ltrim(key, -500, -1)  # a call retried for days keeps its latest 500 entries
-        pipe.expire(key, self.retention)
-
-    def history(self, call_id: str) -> list[dict[str, Any]]:
-        return [_decode(item) for item in self.client.lrange(self.keys.log(call_id), 0, -1)]
-
-    # -- dead letters -----------------------------------------------------------------
-    def dead_letter(self, connector: str, call_id: str, entry: dict[str, Any], event: dict[str, Any]) -> None:
-        """Keep the call (with its payload) for an admin; one entry per (connector, call), newest wins.
-        Waits for Redis through an outage."""
-
-        def write() -> None:
-            body = self.payload(call_id)
-            record = {"call_session_id": call_id, "connector": connector, "t": now_ms(), **entry}
-            record["payload"] = body.decode("utf-8", "replace") if body is not None else None
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self.keys.dlq(connector), call_id, _encode(record))
-            self._append(pipe, call_id, event)
-            pipe.execute()
-
-        until_redis(write, "recording a dead letter")
-
-    def dead_letters(self, connector: str) -> dict[str, dict[str, Any]]:
-        raw = self.client.hgetall(self.keys.dlq(connector))
-        return {k.decode(): _decode(v) for k, v in raw.items()}
+        pipe.xadd(self.keys.events, {"e": _encode({"t": now_ms(), "call": call_id, **event})})
 
 
 def _read(fn: Any) -> Any:

@@ -21,7 +21,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from bridge.db.engine import log_engine
+from bridge.db.migrate import ensure_schema
 from bridge.embedded_redis import EmbeddedRedis, die_with_parent
+from bridge.errors import DatabaseError, SchemaError
 from bridge.settings import Settings
 
 __all__ = ["run_all"]
@@ -52,6 +55,16 @@ def _stop(process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
 
 
 def run_all(settings: Settings) -> int:
+    # The call log's schema, before any child starts (a schema newer than this code stops here, clearly).
+    engine = log_engine(settings)
+    try:
+        ensure_schema(engine)
+    except SchemaError:
+        raise
+    except DatabaseError as exc:  # unreachable: the worker's log writer keeps trying; deliveries go on
+        log.warning("%s; the log will catch up once it is reachable", exc)
+    finally:
+        engine.dispose()
     embedded: EmbeddedRedis | None = None
     env = dict(os.environ)
     if settings.redis.url:

@@ -26,6 +26,11 @@ from dramatiq.middleware import CurrentMessage, Middleware, Retries
 from bridge.broker import BridgeBroker
 from bridge.circuit import CircuitBreaker
 from bridge.connector import Connector, Services
+from bridge.db.drain import DrainLoop, LogDrain
+from bridge.db.engine import log_engine, safe_url
+from bridge.db.importer import import_from_redis, legacy_log_present
+from bridge.db.migrate import ensure_schema
+from bridge.db.writer import LogWriter
 from bridge.housekeeping import Duty, Housekeeping
 from bridge.jobs import DeadLetters, build_actor
 from bridge.keys import Keys
@@ -59,6 +64,7 @@ class WorkerRuntime:
     connectors: dict[str, Connector]
     pipeline: Pipeline
     broker: BridgeBroker
+    log_writer: DrainLoop
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> WorkerRuntime:
@@ -125,7 +131,24 @@ class WorkerRuntime:
         build_actor(broker, pipeline, settings.delivery)
         for name in connectors:
             broker.declare_queue(keys.queue(name))
-        return cls(settings, client, keys, store, connectors, pipeline, broker)
+        engine = log_engine(settings)
+        drain = LogDrain(
+            client,
+            keys,
+            LogWriter(engine, region=settings.database.phone_region),
+            batch=settings.database.batch_size,
+        )
+        # The schema is brought up to date (and an older version's log imported) by the log writer thread,
+        # retried until the database answers: deliveries never wait for the database (a newer schema than
+        # this code stops only the log).
+        def prepare() -> None:
+            ensure_schema(engine)
+            if legacy_log_present(client, keys):  # calls an older version logged in Redis
+                import_from_redis(client, keys, engine, region=settings.database.phone_region)
+
+        log_writer = DrainLoop(drain, prepare=prepare)
+        log.info("call log: %s", safe_url(engine))
+        return cls(settings, client, keys, store, connectors, pipeline, broker, log_writer)
 
     def close(self) -> None:
         for connector in self.connectors.values():
@@ -134,6 +157,7 @@ class WorkerRuntime:
             except Exception:
                 log.exception("closing connector %s failed", connector.name)
         self.broker.close()
+        self.log_writer.drain.writer.engine.dispose()
 
 
 class InFlight(Middleware):
@@ -186,6 +210,7 @@ def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | No
     runtime.broker.add_middleware(in_flight)
     worker = dramatiq.Worker(runtime.broker, worker_threads=settings.worker.threads, worker_timeout=500)
     worker.start()
+    runtime.log_writer.start()
     log.info(
         "worker started: %d thread(s), connectors: %s",
         settings.worker.threads,
@@ -199,5 +224,6 @@ def run_worker(settings: Settings, redis_url: str, *, stop: threading.Event | No
         if unfinished:
             runtime.store.release_held()
             log.warning("%d delivery(ies) did not finish in time and were put back in the queue", unfinished)
+        runtime.log_writer.stop()
         runtime.close()
         log.info("worker stopped")

@@ -1,8 +1,13 @@
-"""Shared fixtures: a real redis-server for the session, real workers, real HTTP fakes.
+"""Shared fixtures: a real redis-server and a real PostgreSQL for the session, real workers, real HTTP fakes.
 
 Nothing here mocks the bridge's own code. The session starts its own Redis
 (through the same EmbeddedRedis the product uses) on a free port, so the
 machine's Redis on 6379 is never touched; each test gets a clean database.
+The call log's tests run against SQLite and PostgreSQL alike (`log_url`,
+parametrized): the PostgreSQL is the one named by TEST_DATABASE_URL when set,
+otherwise one the session starts itself (pip's pgserver, in a temporary
+folder, never a server that happens to run on 5432), with a fresh database
+per test.
 """
 
 from __future__ import annotations
@@ -96,6 +101,114 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+# -- the call log's database -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server for the session: TEST_DATABASE_URL, or a private one started here."""
+    import os
+
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    """CREATE DATABASE with a unique name on the session's server; the URL of it."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from bridge.db.engine import database_url
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(database_url(server_url, Path(".")), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return database_url(server_url, Path(".")).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty call-log database: SQLite, then PostgreSQL (every test using it runs on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log' / 'calls.db'}"
+    return fresh_postgres_database(request.getfixturevalue("postgres_url"))
+
+
+def drain_log(settings: Settings, client: redis.Redis) -> int:
+    """Apply every event waiting in the stream to the settings' call log now (as a worker's log writer does)."""
+    from bridge.db.drain import LogDrain
+    from bridge.db.engine import log_engine
+    from bridge.db.migrate import ensure_schema
+    from bridge.db.writer import LogWriter
+    from bridge.keys import Keys
+
+    engine = log_engine(settings)
+    try:
+        ensure_schema(engine)
+        drain = LogDrain(client, Keys(settings.redis.prefix), LogWriter(engine, region=settings.database.phone_region))
+        total = 0
+        while (applied := drain.drain_once()) > 0:
+            total += applied
+        return total
+    finally:
+        engine.dispose()
+
+
+def call_report(settings: Settings, client: redis.Redis, call_id: str) -> Any:
+    """What `calls show` says of a call once the log has caught up (None: not in the log)."""
+    from bridge.calls import CallLog
+    from bridge.db.engine import log_engine
+
+    drain_log(settings, client)
+    engine = log_engine(settings)
+    try:
+        return CallLog(engine, region=settings.database.phone_region).report(call_id)
+    finally:
+        engine.dispose()
+
+
+def history(settings: Settings, client: redis.Redis, call_id: str) -> list[dict[str, Any]]:
+    """The call's history as the log holds it (empty when the call is not in the log)."""
+    report = call_report(settings, client, call_id)
+    return report.history if report is not None else []
+
+
+def dead_letters(settings: Settings, client: redis.Redis, connector: str | None = None) -> dict[str, dict[str, Any]]:
+    """call id -> dead letter (with the call's payload), as the log holds them once it has caught up."""
+    from bridge.db.engine import log_engine
+    from bridge.db.queries import LogQueries
+
+    drain_log(settings, client)
+    engine = log_engine(settings)
+    try:
+        queries = LogQueries(engine)
+        letters = {}
+        for row in queries.dead_letters(connector):
+            body = queries.payload(row["call_session_id"])
+            letters[row["call_session_id"]] = {
+                **row,
+                "status": row["http_status"],
+                "payload": body.decode() if body else None,
+            }
+        return letters
+    finally:
+        engine.dispose()
 
 
 # -- settings ------------------------------------------------------------------------

@@ -153,14 +153,14 @@ def test_an_outcome_write_waits_for_redis_to_come_back(tmp_path):
         server.kill()
         finished = threading.Event()
         worker = threading.Thread(
-            target=lambda: (store.mark_done("c1", "crm", {"outcome": "delivered"}, {"type": "attempt"}), finished.set())
+            target=lambda: (store.mark_done("c1", "crm", "delivered", {"type": "attempt"}), finished.set())
         )
         worker.start()
         time.sleep(1.0)  # the outage
         assert not finished.is_set(), "the write must wait, not fail or pretend"
         server.start()
         wait_for(finished.is_set, timeout=15, message="the write once Redis is back")
-        assert store.done("c1", "crm") == {"outcome": "delivered"}
+        assert store.done("c1", "crm") == "delivered"
     finally:
         client.close()
         server.stop()

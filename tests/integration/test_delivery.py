@@ -9,7 +9,15 @@ import pytest
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.keys import Keys
 from bridge.store import CallStore
-from tests.conftest import make_settings, payload_bytes, running_api, running_worker, wait_for
+from tests.conftest import (
+    dead_letters,
+    history,
+    make_settings,
+    payload_bytes,
+    running_api,
+    running_worker,
+    wait_for,
+)
 from tests.fakes.httpserver import Fault
 
 JSON = {"content-type": "application/json"}
@@ -44,9 +52,9 @@ def test_an_accepted_call_is_delivered_to_every_connector(tmp_path, settings, re
     record = outbox(tmp_path)[0]
     assert record["call_session_id"] == "d-1"
     assert record["record"]["subject"] == "Call with John Doe"
-    history = store(redis_client, settings).history("d-1")
-    assert history[0]["type"] == "received"
-    assert {e["connector"] for e in history if e.get("outcome") == "delivered"} == {"fwd", "out"}
+    events = wait_for(lambda: len(h := history(settings, redis_client, "d-1")) >= 3 and h, timeout=15)
+    assert events[0]["type"] == "received"
+    assert {e["connector"] for e in events if e.get("outcome") == "delivered"} == {"fwd", "out"}
 
 
 def test_duplicates_sequential_and_concurrent_produce_one_delivery(tmp_path, settings, redis_url, sink):
@@ -76,7 +84,7 @@ def test_a_job_retried_after_a_500_delivers_once(tmp_path, settings, redis_url, 
         wait_for(lambda: sink.received, timeout=20, message="delivery after retries")
     assert len(sink.received) == 1
     assert len(sink.request_log) == 3
-    outcomes = [e.get("outcome") for e in store(redis_client, settings).history("r-1") if e.get("connector") == "fwd"]
+    outcomes = [e.get("outcome") for e in history(settings, redis_client, "r-1") if e.get("connector") == "fwd"]
     assert outcomes == ["retry", "retry", "delivered"]
 
 
@@ -104,7 +112,7 @@ def test_a_write_that_landed_before_a_timeout_is_not_repeated_by_a_redelivered_j
         )
         wait_for(lambda: redis_client.hlen(keys.queue_messages(queue)) == 0, timeout=10, message="the job to run")
     assert len(sink.received) == 1
-    events = [e for e in store(redis_client, settings).history("once") if e.get("connector") == "fwd"]
+    events = [e for e in history(settings, redis_client, "once") if e.get("connector") == "fwd"]
     assert [e["type"] for e in events] == ["attempt"]  # the redelivery stopped at the marker: no attempt, no wait
 
 
@@ -112,7 +120,7 @@ def test_a_permanent_failure_becomes_a_dead_letter_at_once(tmp_path, settings, r
     sink.faults.add(Fault(status=422, body=b'{"error":"field x is invalid"}'), times=1)
     with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
         httpx.post(f"{base}/webhooks/agni", content=payload_bytes(call_session_id="dead-1"), headers=JSON)
-        letters = wait_for(lambda: store(redis_client, settings).dead_letters("fwd"), timeout=15)
+        letters = wait_for(lambda: dead_letters(settings, redis_client, "fwd"), timeout=15)
         wait_for(lambda: outbox(tmp_path), timeout=15, message="the other connector's record")
     letter = letters["dead-1"]
     assert letter["status"] == 422
@@ -131,7 +139,7 @@ def test_retries_exhausted_become_a_dead_letter(tmp_path, redis_url, sink, redis
     sink.faults.fail_for(60, Fault(status=503))
     with running_worker(settings, redis_url), running_api(settings, redis_url) as base:
         httpx.post(f"{base}/webhooks/agni", content=payload_bytes(call_session_id="exhaust"), headers=JSON)
-        letters = wait_for(lambda: store(redis_client, settings).dead_letters("fwd"), timeout=20)
+        letters = wait_for(lambda: dead_letters(settings, redis_client, "fwd"), timeout=20)
     assert letters["exhaust"]["attempts"] == 3
     assert letters["exhaust"]["status"] == 503
     assert len(sink.request_log) == 3

@@ -2,8 +2,16 @@
 
 import httpx
 
-from bridge.keys import Keys
-from tests.conftest import Sink, call_store, make_settings, payload_bytes, running_api, running_worker, wait_for
+from tests.conftest import (
+    Sink,
+    dead_letters,
+    history,
+    make_settings,
+    payload_bytes,
+    running_api,
+    running_worker,
+    wait_for,
+)
 from tests.fakes.httpserver import Fault
 
 JSON = {"content-type": "application/json"}
@@ -33,10 +41,13 @@ def test_an_outage_opens_the_circuit_and_every_call_is_delivered_once_it_ends(tm
         wait_for(lambda: len(sink.received) == len(calls), timeout=30, message="all calls after the outage")
     delivered = sorted(r.json()["data"]["call_session_id"] for r in sink.received)
     assert delivered == sorted(calls)
-    assert redis_client.hlen(Keys().dlq("fwd")) == 0
+    assert not dead_letters(settings, redis_client, "fwd")
     # The open circuit is gone once a delivery succeeds; the calls it held back say so in their history.
-    store = call_store(redis_client, settings)
-    held = [c for c in calls if any(e["type"] == "paused" and "circuit open" in e["reason"] for e in store.history(c))]
+    held = [
+        c
+        for c in calls
+        if any(e["type"] == "paused" and "circuit open" in e["reason"] for e in history(settings, redis_client, c))
+    ]
     assert held, "no call was held back by an open circuit"
     failed_attempts = len(sink.request_log) - len(sink.received)
     assert failed_attempts < 3 * len(calls)  # the open circuit kept calls from hammering the receiver

@@ -16,11 +16,11 @@ def test_built_in_connectors_are_registered_as_entry_points():
 
 
 def test_an_unknown_type_fails_with_the_list_of_known_types(tmp_path):
-    settings = make_settings(tmp_path, connectors={"crm": {"type": "pipedrive"}})
+    settings = make_settings(tmp_path, connectors={"crm": {"type": "zoho"}})
     with pytest.raises(ConfigError) as info:
         validate_connector(settings, "crm")
     message = str(info.value)
-    assert "connectors.crm.type: unknown connector type 'pipedrive'" in message
+    assert "connectors.crm.type: unknown connector type 'zoho'" in message
     assert "jsonl" in message and "webhook_forward" in message
 
 

@@ -1,0 +1,1 @@
+"""Alembic migrations of the call log (run by bridge.db.migrate; `agni-bridge db upgrade` by hand)."""
