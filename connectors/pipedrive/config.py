@@ -226,7 +226,7 @@ def mapping_problems(where: str, record: str, mapping: CompiledMapping) -> list[
         hint = "pipedrive_activity.yaml" if record == "activity" else "pipedrive_call.yaml"
         return [
             f"{where}: {mapping.location} has {other} fields ({', '.join(foreign)}) but record is {record}; "
-            f"use a {record} mapping such as {hint}"
+            f"use a mapping written for {record}, such as {hint}"
         ]
     missing = [field for field in REQUIRED_FIELDS[record] if field not in fields]
     problems = [f"{where}: {mapping.location} has no `{field}` field, which a {record} requires" for field in missing]

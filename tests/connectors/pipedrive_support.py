@@ -1,6 +1,6 @@
 """Shared helpers for the Pipedrive connector tests: a running FakePipedrive, a connector pointed at it, deliveries.
 
-The `fake` fixture is loaded with ``pytest_plugins = ("tests.connectors.pipedrive_support",)``, not imported.
+The `fake` fixture lives in tests/fakes/pipedrive_fixtures.py (``pytest_plugins``).
 Deliveries are built the way the pipeline builds them (render_context + the mapping's render), from the
 repository's example webhook, so the tests run the real default mappings end to end.
 """
@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from bridge.connector import Services
@@ -39,12 +38,6 @@ def running_fake(**kwargs: Any) -> Iterator[FakePipedrive]:
         yield fake
     finally:
         fake.stop()
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePipedrive]:
-    with running_fake() as server:
-        yield server
 
 
 def make_connector(
