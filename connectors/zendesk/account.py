@@ -32,6 +32,8 @@ def verify_account(client: ZendeskClient, config: ZendeskConfig) -> list[str]:
         problems.append(f"the credentials belong to user {user_id}, a(n) {role}: tickets need an agent or admin")
     else:
         lines.append(f"signed in as {role} {user_id}; can create tickets and end-users")
+    if problems:  # the reads below need an agent's rights: they would only repeat the problem as a 403
+        raise PermanentError("Zendesk setup: " + problems[0])
 
     owners = {f"owner_map.{agent}": int(owner) for agent, owner in config.owner_map.items() if str(owner).isdigit()}
     if config.default_owner is not None:

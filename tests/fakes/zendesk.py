@@ -138,11 +138,13 @@ class FakeZendesk(FakeServer):
         updated_at: float | None = None,
         extra_phones: tuple[str, ...] = (),
         searchable: bool = True,
+        shared_phone: bool = False,
     ) -> int:
-        """Seed a user (visible to search at once unless `searchable` is False); returns its id."""
+        """Seed a user (visible to search at once unless `searchable` is False); returns its id. With
+        `shared_phone` the number may also be another user's (Zendesk's shared_phone_number)."""
         with self.lock:
-            user = self._new_user({"name": name, "email": email, "phone": phone, "role": role,
-                                   "external_id": external_id}, indexed=searchable)  # fmt: skip
+            data = {"name": name, "email": email, "phone": phone, "role": role, "external_id": external_id}
+            user = self._new_user(data, indexed=searchable, shared_phone=shared_phone)
             for number in extra_phones:
                 self.identities[user["id"]].append({"type": "phone_number", "value": number})
             if updated_at is not None:
@@ -384,7 +386,7 @@ class FakeZendesk(FakeServer):
         user = self._new_user(data, indexed=False)
         return FakeResponse.json(201, {"user": self._show(user)})
 
-    def _new_user(self, data: dict[str, Any], *, indexed: bool) -> dict[str, Any]:
+    def _new_user(self, data: dict[str, Any], *, indexed: bool, shared_phone: bool = False) -> dict[str, Any]:
         name = str(data.get("name") or "").strip()
         if not name:
             raise invalid("name", "Name: cannot be blank", "BlankValue")
@@ -393,7 +395,8 @@ class FakeZendesk(FakeServer):
             raise invalid("email", f"Email: {email} is not properly formatted", "InvalidFormat")
         if email and self._find_identity("email", email):
             raise invalid("email", f"Email: {email} is already being used by another user", "DuplicateValue")
-        self._check_phone(data.get("phone"), None)
+        if not shared_phone:
+            self._check_phone(data.get("phone"), None)
         role = str(data.get("role") or "end-user")
         if role not in ("end-user", *AGENT_ROLES):
             raise invalid("role", f"Role: {role} is not valid")
@@ -402,7 +405,7 @@ class FakeZendesk(FakeServer):
         user = {
             "id": user_id, "name": name, "email": email or None, "phone": data.get("phone") or None, "role": role,
             "external_id": data.get("external_id") or None, "active": True, "suspended": False,
-            "shared_phone_number": False, "tags": list(data.get("tags") or []),
+            "shared_phone_number": shared_phone, "tags": list(data.get("tags") or []),
             "user_fields": dict(data.get("user_fields") or {}), "created_at": iso(now), "updated_at": iso(now),
         }  # fmt: skip
         self.users[user_id] = user
