@@ -150,65 +150,106 @@ def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_postgres_database(request.getfixturevalue("postgres_url"))
 
 
-def drain_log(settings: Settings, client: redis.Redis) -> int:
-    """Apply every event waiting in the stream to the settings' call log now (as a worker's log writer does)."""
-    from bridge.db.drain import LogDrain
-    from bridge.db.engine import log_engine
-    from bridge.db.migrate import ensure_schema
-    from bridge.db.writer import LogWriter
-    from bridge.keys import Keys
+class LogView:
+    """The call log as a test reads it: every read first catches the log up (as a worker's log writer
+    would), then asks the database — so a test never waits on the writer's timing, only on the bridge."""
 
-    engine = log_engine(settings)
-    try:
-        ensure_schema(engine)
-        drain = LogDrain(client, Keys(settings.redis.prefix), LogWriter(engine, region=settings.database.phone_region))
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        from bridge.calls import CallLog
+        from bridge.db.drain import LogDrain
+        from bridge.db.engine import log_engine
+        from bridge.db.migrate import ensure_schema
+        from bridge.db.queries import LogQueries
+        from bridge.db.writer import LogWriter
+        from bridge.keys import Keys
+        from bridge.store import CallStore
+
+        self.engine = log_engine(settings)
+        ensure_schema(self.engine)
+        region = settings.database.phone_region
+        self.drain = LogDrain(client, Keys(settings.redis.prefix), LogWriter(self.engine, region=region))
+        self.queries = LogQueries(self.engine, region=region)
+        self.log = CallLog(self.engine, region=region)
+        self.store = CallStore(client, Keys(settings.redis.prefix), retention_seconds=3600)
+
+    def catch_up(self) -> int:
         total = 0
-        while (applied := drain.drain_once()) > 0:
+        while (applied := self.drain.drain_once()) > 0:
             total += applied
         return total
-    finally:
-        engine.dispose()
 
+    def report(self, call_id: str) -> Any:
+        self.catch_up()
+        return self.log.report(call_id)
 
-def call_report(settings: Settings, client: redis.Redis, call_id: str) -> Any:
-    """What `calls show` says of a call once the log has caught up (None: not in the log)."""
-    from bridge.calls import CallLog
-    from bridge.db.engine import log_engine
+    def history(self, call_id: str) -> list[dict[str, Any]]:
+        report = self.report(call_id)
+        return report.history if report is not None else []
 
-    drain_log(settings, client)
-    engine = log_engine(settings)
-    try:
-        return CallLog(engine, region=settings.database.phone_region).report(call_id)
-    finally:
-        engine.dispose()
-
-
-def history(settings: Settings, client: redis.Redis, call_id: str) -> list[dict[str, Any]]:
-    """The call's history as the log holds it (empty when the call is not in the log)."""
-    report = call_report(settings, client, call_id)
-    return report.history if report is not None else []
-
-
-def dead_letters(settings: Settings, client: redis.Redis, connector: str | None = None) -> dict[str, dict[str, Any]]:
-    """call id -> dead letter (with the call's payload), as the log holds them once it has caught up."""
-    from bridge.db.engine import log_engine
-    from bridge.db.queries import LogQueries
-
-    drain_log(settings, client)
-    engine = log_engine(settings)
-    try:
-        queries = LogQueries(engine)
+    def dead_letters(self, connector: str | None = None) -> dict[str, dict[str, Any]]:
+        """call id -> dead letter (with the call's payload)."""
+        self.catch_up()
         letters = {}
-        for row in queries.dead_letters(connector):
-            body = queries.payload(row["call_session_id"])
+        for row in self.queries.dead_letters(connector):
+            body = self.queries.payload(row["call_session_id"])
             letters[row["call_session_id"]] = {
                 **row,
                 "status": row["http_status"],
                 "payload": body.decode() if body else None,
             }
         return letters
+
+    def records(self, call_id: str, connector: str) -> dict[str, str]:
+        report = self.report(call_id)
+        state = next((c for c in report.connectors if c.connector == connector), None) if report else None
+        return state.records if state is not None else {}
+
+    def done(self, call_id: str, connector: str) -> str | None:
+        """The done-marker in Redis (no lag): `delivered`/`skipped` once the CRM confirmed."""
+        return self.store.done(call_id, connector)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def log_view(settings: Settings, client: redis.Redis) -> LogView:
+    return LogView(settings, client)
+
+
+def drain_log(settings: Settings, client: redis.Redis) -> int:
+    """Apply every event waiting in the stream to the settings' call log now (as a worker's log writer does)."""
+    view = LogView(settings, client)
+    try:
+        return view.catch_up()
     finally:
-        engine.dispose()
+        view.close()
+
+
+def call_report(settings: Settings, client: redis.Redis, call_id: str) -> Any:
+    """What `calls show` says of a call once the log has caught up (None: not in the log)."""
+    view = LogView(settings, client)
+    try:
+        return view.report(call_id)
+    finally:
+        view.close()
+
+
+def history(settings: Settings, client: redis.Redis, call_id: str) -> list[dict[str, Any]]:
+    """The call's history as the log holds it (empty when the call is not in the log)."""
+    view = LogView(settings, client)
+    try:
+        return view.history(call_id)
+    finally:
+        view.close()
+
+
+def dead_letters(settings: Settings, client: redis.Redis, connector: str | None = None) -> dict[str, dict[str, Any]]:
+    """call id -> dead letter (with the call's payload), as the log holds them once it has caught up."""
+    view = LogView(settings, client)
+    try:
+        return view.dead_letters(connector)
+    finally:
+        view.close()
 
 
 # -- settings ------------------------------------------------------------------------

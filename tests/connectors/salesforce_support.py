@@ -28,9 +28,8 @@ from bridge.keys import Keys
 from bridge.mapping import MappingLoader
 from bridge.registry import build_connectors
 from bridge.settings import Settings
-from bridge.store import CallStore
 from connectors.salesforce.auth import Authenticator
-from tests.conftest import make_delivery, make_settings, payload_bytes, running_worker, wait_for
+from tests.conftest import log_view, make_delivery, make_settings, payload_bytes, running_worker, wait_for
 from tests.fakes.httpserver import FakeRequest, FakeResponse, FakeServer
 from tests.fakes.salesforce import FakeSalesforce
 from tests.fakes.tls import TestPKI, make_test_pki
@@ -46,7 +45,6 @@ __all__ = [
     "pki",
     "recordings",
     "salesforce",
-    "store",
 ]
 
 AUDIO = b"ID3\x04\x00" + bytes(range(256)) * 64  # 16 KB that looks like an mp3 to a file browser
@@ -158,10 +156,6 @@ def salesforce(tmp_path: Path, org: FakeSalesforce, pki: TestPKI, redis_client: 
         connector.close()
 
 
-def store(redis_client: redis.Redis) -> CallStore:
-    return CallStore(redis_client, Keys(), retention_seconds=3600)
-
-
 def deliver_burst(
     settings: Settings, redis_url: str, redis_client: redis.Redis, calls: dict[str, dict[str, Any]]
 ) -> float:
@@ -171,7 +165,7 @@ def deliver_burst(
     for call_id, data in calls.items():
         body = payload_bytes(call_session_id=call_id, **data)
         assert ingestor.accept_sync(call_id, body, ("sf",), {"type": "received"}).accepted
-    calls_store = store(redis_client)
+    calls_store = log_view(settings, redis_client)
 
     def finished() -> bool:
         dead = calls_store.dead_letters("sf")

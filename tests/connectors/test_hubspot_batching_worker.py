@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.conftest import call_store, enqueue, payload_bytes, running_worker, wait_for
+from tests.conftest import enqueue, log_view, payload_bytes, running_worker, wait_for
 from tests.connectors.hubspot_support import (
     CALL_ID_PROPERTY,
     MAPPINGS,
@@ -47,7 +47,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
                 timeout=60, interval=0.1, message="every call and task in HubSpot",
             )  # fmt: skip
             drained = time.monotonic() - started
-            done = call_store(redis_client, settings)
+            done = log_view(settings, redis_client)
             wait_for(lambda: all(done.done(call_id, "hs") for call_id, _ in calls), timeout=20, message="done markers")
 
         with fake.lock:
@@ -67,7 +67,7 @@ def test_a_burst_of_1000_queued_calls_drains_under_the_quota_in_batches_with_no_
         index = int(call["properties"][CALL_ID_PROPERTY].split("-")[1])
         assert fake.associated_ids("calls", call["id"], "contacts") == [contacts[index % PEOPLE]]
     assert throttled == {}
-    assert call_store(redis_client, settings).dead_letters("hs") == {}
+    assert log_view(settings, redis_client).dead_letters("hs") == {}
     per_call = total / CALLS
     print(
         f"\nbatched burst: {CALLS} calls (+{len(tasks)} tasks), {THREADS} threads, 190 req/10 s, 5 searches/s: "
@@ -92,7 +92,7 @@ def test_an_input_refused_inside_a_batch_dead_letters_only_its_call_with_hubspot
         enqueue(redis_client, settings, calls, ("hs",))
 
         with running_worker(settings, redis_url):
-            done = call_store(redis_client, settings)
+            done = log_view(settings, redis_client)
             letters = wait_for(lambda: done.dead_letters("hs"), timeout=20, message="the dead letter")
             wait_for(lambda: fake.count("calls") >= 29, timeout=20, message="the other 29 calls")
             wait_for(lambda: sum(bool(done.done(c, "hs")) for c, _ in calls) == 29, timeout=20, message="done markers")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 
-from tests.conftest import call_store, enqueue, payload_bytes, running_worker, wait_for
+from tests.conftest import enqueue, log_view, payload_bytes, running_worker, wait_for
 from tests.connectors.hubspot_support import CALL_ID_PROPERTY, MAPPINGS, running_fake, worker_settings
 
 PEOPLE = [(f"person{i}@example.com", f"+1415555010{i}") for i in range(5)]
@@ -31,7 +31,7 @@ def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, 
             enqueue(redis_client, settings, calls, ("hs",))
             wait_for(lambda: fake.count("calls") >= 300, timeout=100, interval=0.2, message="300 calls in HubSpot")
             elapsed = time.monotonic() - started
-            done = call_store(redis_client, settings)
+            done = log_view(settings, redis_client)
             wait_for(lambda: all(done.done(call_id, "hs") for call_id, _ in calls), timeout=20, message="done markers")
 
         # Then every call landed once, on the right contact, and HubSpot never had to refuse a request
@@ -44,7 +44,7 @@ def test_a_burst_of_300_calls_lands_exactly_once_without_a_single_429(tmp_path, 
         for call in stored:
             index = int(call["properties"][CALL_ID_PROPERTY].split("-")[1])
             assert fake.associated_ids("calls", call["id"], "contacts") == [contacts[index % len(PEOPLE)]]
-        assert call_store(redis_client, settings).dead_letters("hs") == {}
+        assert log_view(settings, redis_client).dead_letters("hs") == {}
         per_call = total / len(calls)
         print(f"\nburst: 300 calls in {elapsed:.1f}s, {total} HubSpot requests ({per_call:.3f} per call)")
         assert per_call < 1.1  # one create per call; contact searches only until the cache knows everyone
@@ -60,7 +60,7 @@ def test_a_validation_error_becomes_a_dead_letter_with_hubspots_message_and_corr
         settings = worker_settings(tmp_path, fake, mapping=str(mapping))
         with running_worker(settings, redis_url):
             enqueue(redis_client, settings, [("invalid-1", payload_bytes(call_session_id="invalid-1"))], ("hs",))
-            letters = wait_for(lambda: call_store(redis_client, settings).dead_letters("hs"), timeout=15)
+            letters = wait_for(lambda: log_view(settings, redis_client).dead_letters("hs"), timeout=15)
         posts = [r for r in fake.request_log if r.method == "POST" and r.path == "/crm/v3/objects/calls"]
 
     letter = letters["invalid-1"]
@@ -78,12 +78,12 @@ def test_the_daily_limit_keeps_calls_queued_instead_of_dead_lettering_them(tmp_p
         settings = worker_settings(tmp_path, fake)
         with running_worker(settings, redis_url):
             enqueue(redis_client, settings, [("daily-1", payload_bytes(call_session_id="daily-1"))], ("hs",))
-            history = call_store(redis_client, settings)
+            history = log_view(settings, redis_client)
             paused = wait_for(lambda: [e for e in history.history("daily-1") if e.get("type") == "paused"], timeout=15)
         assert fake.throttled["DAILY"] == 1
 
     assert "You have reached your daily limit." in paused[0]["reason"]
     assert paused[0]["retry_after"] > 60
-    assert call_store(redis_client, settings).dead_letters("hs") == {}
-    assert call_store(redis_client, settings).done("daily-1", "hs") is None
+    assert log_view(settings, redis_client).dead_letters("hs") == {}
+    assert log_view(settings, redis_client).done("daily-1", "hs") is None
     assert fake.count("calls") == 0

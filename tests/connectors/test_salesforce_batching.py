@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import PermanentError, RetryableError
-from bridge.keys import Keys
-from bridge.store import CallStore
+from tests.conftest import log_view
 from tests.fakes.httpserver import Fault
 
 pytest_plugins = ("tests.connectors.salesforce_support",)  # fixtures: pki, org, salesforce, burst
@@ -36,10 +35,6 @@ LATENCY = 0.05
 THREADS = {"threads": 64}
 
 
-def store(redis_client) -> CallStore:
-    return CallStore(redis_client, Keys(), retention_seconds=3600)
-
-
 def upserts(org) -> int:
     return org.requests[COLLECTION] + org.requests[SINGLE]
 
@@ -56,7 +51,7 @@ def test_a_burst_of_300_calls_lands_as_exactly_300_tasks_with_a_small_fraction_o
 
     # Then every call is one Task, and the upserts took far fewer requests than calls
     assert sorted(task[EXT] for task in org.tasks) == sorted(calls)
-    assert not store(redis_client).dead_letters("sf")
+    assert not log_view(salesforce.settings(), redis_client).dead_letters("sf")
     assert org.requests[COLLECTION] >= 1
     # One request per call without batching; ~0.04 per call on a quiet machine (bench/ measures the target).
     # The bound leaves room for a loaded machine, where the worker hands calls over more slowly.
@@ -79,7 +74,7 @@ def test_one_record_salesforce_rejects_inside_a_batch_dead_letters_only_its_call
     burst(salesforce.settings(mapping=mapping, worker=THREADS), calls)
 
     # Then only that call is dead-lettered, at once, with what Salesforce said; the 29 others landed
-    letters = store(redis_client).dead_letters("sf")
+    letters = log_view(salesforce.settings(), redis_client).dead_letters("sf")
     assert list(letters) == ["mixed-07"]
     letter = letters["mixed-07"]
     assert letter["code"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST" and letter["attempts"] == 1
@@ -115,7 +110,8 @@ def test_follow_up_tasks_are_batched_too_and_a_replay_of_the_burst_creates_nothi
 
     # Then the same Tasks were updated, none created, and the call Tasks are still calls
     assert org.count("Task") == 200
-    done = {c: store(redis_client).done(c, "sf")["records"] for c in calls}
+    view = log_view(salesforce.settings(), redis_client)
+    done = {c: view.records(c, "sf") for c in calls}
     assert {c: r.records for c, r in zip(calls, replayed, strict=True)} == done
     assert {task["TaskSubtype"] for task in org.tasks if task["Status"] == "Completed"} == {"Call"}
     assert upserts(org) - first_requests < 0.5 * len(calls)  # 200 unbatched

@@ -2,7 +2,7 @@
 
 A call is accepted the way the API accepts it (bridge.ingest.Ingestor: stored, deduped, enqueued
 atomically); the worker builds the connector from settings and runs it; outcomes are read back from
-bridge.store.CallStore (history, dead letters) and from the fake org.
+the call log (history, dead letters) and from the fake org.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import pytest
 from bridge.errors import PausedError, RetryableError
 from bridge.ingest import Ingestor
 from bridge.keys import Keys
-from bridge.store import CallStore
-from tests.conftest import payload_bytes, running_worker, wait_for
+from tests.conftest import log_view, payload_bytes, running_worker, wait_for
 from tests.fakes.httpserver import Fault
 
 pytest_plugins = ("tests.connectors.salesforce_support",)  # fixtures: pki, org, salesforce, recordings
@@ -27,8 +26,7 @@ def accept(redis_client, call_id: str) -> None:
     assert ingestor.accept_sync(call_id, payload_bytes(call_session_id=call_id), ("sf",), {"type": "received"}).accepted
 
 
-def store(redis_client) -> CallStore:
-    return CallStore(redis_client, Keys(), retention_seconds=3600)
+
 
 
 def test_an_unknown_field_in_the_mapping_dead_letters_the_call_with_salesforces_error_code_and_message(
@@ -37,9 +35,10 @@ def test_an_unknown_field_in_the_mapping_dead_letters_the_call_with_salesforces_
     mapping = salesforce.mapping_file("bogus.yaml", 'fields:\n  Subject: "Call"\n  Bogus__c: "{{ call.status }}"\n')
     settings = salesforce.settings(mapping=mapping)
 
+    view = log_view(settings, redis_client)
     with running_worker(settings, redis_url):
         accept(redis_client, "invalid-field")
-        letters = wait_for(lambda: store(redis_client).dead_letters("sf"), timeout=20, message="a dead letter")
+        letters = wait_for(lambda: view.dead_letters("sf"), timeout=20, message="a dead letter")
 
     letter = letters["invalid-field"]
     assert letter["code"] == "INVALID_FIELD" and letter["status"] == 400
@@ -55,23 +54,24 @@ def test_request_limit_exceeded_pauses_the_call_and_it_lands_once_the_allocation
     settings = salesforce.settings(limit_pause_seconds=0.5)
     org.daily_limit = org.api_usage  # the org has used its whole daily allocation
 
+    view = log_view(settings, redis_client)
     with running_worker(settings, redis_url):
         accept(redis_client, "over-limit")
         wait_for(
-            lambda: any(e.get("type") == "paused" for e in store(redis_client).history("over-limit")),
+            lambda: any(e.get("type") == "paused" for e in view.history("over-limit")),
             timeout=20,
             message="the connector to pause",
         )
         org.daily_limit = 15000  # the rolling 24 h window moved on
-        wait_for(lambda: store(redis_client).done("over-limit", "sf"), timeout=20, message="the delivery")
+        wait_for(lambda: view.done("over-limit", "sf"), timeout=20, message="the delivery")
 
-    history = [e for e in store(redis_client).history("over-limit") if e.get("connector") == "sf"]
+    history = [e for e in view.history("over-limit") if e.get("connector") == "sf"]
     paused = next(e for e in history if e["type"] == "paused")
     assert paused["reason"] == "daily API limit reached: TotalRequests Limit exceeded." and paused["retry_after"] == 0.5
     assert history[-1]["outcome"] == "delivered"
     assert not any(e.get("outcome") in ("retry", "dead") for e in history)  # a pause uses up no retries
     assert org.count("Task") == 1
-    assert not store(redis_client).dead_letters("sf")
+    assert not view.dead_letters("sf")
 
 
 def test_request_limit_exceeded_is_a_pause_of_the_whole_connector(salesforce, org):

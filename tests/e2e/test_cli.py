@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.conftest import EXAMPLE, ORG_ID, ROOT, enqueue, make_settings, payload_bytes
+from bridge.settings import load_settings
+from tests.conftest import EXAMPLE, ORG_ID, ROOT, drain_log, enqueue, make_settings, payload_bytes
 
 
 def cli(*args, cwd=ROOT):
@@ -220,15 +221,17 @@ def test_calls_list_reads_the_redis_prefix_of_the_config_after_it(tmp_path, redi
     settings = make_settings(tmp_path, redis={"prefix": "elsewhere"})
     enqueue(redis_client, settings, [("call-under-elsewhere", payload_bytes())], ("outbox",))
     config = write_config(tmp_path / "cfg", "redis: {prefix: elsewhere}\n")
+    drain_log(load_settings(config), redis_client)  # into that config's call log (its data_dir)
+    other = write_config(tmp_path / "other", "redis: {prefix: other}\n")
     env = {**os.environ, "AGNI_BRIDGE_REDIS_URL": redis_url}
     # ... `calls list` finds it when that config follows the nested command (and beats one before it),
-    result = agni_bridge("--config", "config.example.yaml", "calls", "list", "--json", "--config", str(config), env=env)
+    result = agni_bridge("--config", str(other), "calls", "list", "--json", "--config", str(config), env=env)
     assert result.returncode == 0, result.stderr
-    assert [call["call_session_id"] for call in json.loads(result.stdout)] == ["call-under-elsewhere"]
-    # ... and the example config (prefix `agni`) sees no call.
-    result = agni_bridge("calls", "list", "--json", "--config", "config.example.yaml", env=env)
+    assert [call["call_session_id"] for call in json.loads(result.stdout)["calls"]] == ["call-under-elsewhere"]
+    # ... and the other config sees no call.
+    result = agni_bridge("calls", "list", "--json", "--config", str(other), env=env)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == []
+    assert json.loads(result.stdout)["calls"] == []
 
 
 # -- built-in mappings ------------------------------------------------------------------

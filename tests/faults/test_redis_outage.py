@@ -13,10 +13,9 @@ import time
 import pytest
 import redis
 
-from bridge.calls import CallLog
 from bridge.embedded_redis import EmbeddedRedis
-from bridge.keys import Keys
-from tests.conftest import wait_for
+from bridge.settings import load_settings
+from tests.conftest import log_view, wait_for
 from tests.fakes.httpserver import Fault
 from tests.faults.harness import Agni, Bridge, Receiver, connector_yaml
 
@@ -42,12 +41,14 @@ def started_calls(receiver: Receiver) -> set[str]:
         return {request.json()["data"]["call_session_id"] for request in receiver.request_log}
 
 
-def statuses(redis_url: str, ids: list[str]) -> dict[str, str]:
+def statuses(bridge: Bridge, redis_url: str, ids: list[str]) -> dict[str, str]:
+    """Each call's status in the call log (`calls show`), once the log has caught up with the stream."""
     client = redis.Redis.from_url(redis_url)
+    view = log_view(load_settings(bridge.config), client)
     try:
-        log = CallLog(client, Keys())
-        return {call_id: (report.status if (report := log.report(call_id)) else "unknown") for call_id in ids}
+        return {call_id: (report.status if (report := view.report(call_id)) else "unknown") for call_id in ids}
     finally:
+        view.close()
         client.close()
 
 
@@ -81,7 +82,7 @@ def test_calls_in_retry_backoff_survive_a_redis_crash_and_are_delivered_without_
         assert worker.poll() is None, "the worker must recover by itself, not by a restart"
         assert len(bridge.processes) == 2
         wait_for(
-            lambda: set(statuses(redis_server.url, ids).values()) == {"delivered"},
+            lambda: set(statuses(bridge, redis_server.url, ids).values()) == {"delivered"},
             timeout=30,
             message="the log to say delivered",
         )
@@ -109,9 +110,9 @@ def test_deliveries_in_flight_when_redis_crashes_are_logged_as_delivered_and_wri
 
         # Then every call the receiver took is recorded as delivered within a minute, and none was written twice
         wait_for(
-            lambda: set(statuses(redis_server.url, ids).values()) == {"delivered"},
+            lambda: set(statuses(bridge, redis_server.url, ids).values()) == {"delivered"},
             timeout=60,
-            message=f"every call logged as delivered: {statuses(redis_server.url, ids)}",
+            message=f"every call logged as delivered: {statuses(bridge, redis_server.url, ids)}",
         )
         assert receiver.call_ids() == set(ids)
         assert max(receiver.writes.values()) == 1, receiver.writes
