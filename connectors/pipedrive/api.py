@@ -9,6 +9,7 @@ Pipedrive charges them against the company's daily budget (v1 list 20 / single 2
     GET  /v1/callLogs/{id}                one call log: does it still exist, has it a recording (2)
     POST /v1/callLogs/{id}/recordings     upload the audio file (multipart)
     POST/PATCH /api/v2/activities[/{id}]  call and follow-up activities (5)
+    GET  /api/v2/activities/{id}          after a 404 on an update: is the activity itself gone? (1)
     GET  /api/v2/activities               a person's (or owner's) recent activities, cursor pages of 500 (10)
     GET  /api/v2/persons/search           email / phone search (search budget: 10 per 2 s)
     GET  /api/v2/persons?ids=…            update times, when several persons match (10)
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bridge.errors import RetryableError
+from bridge.errors import PermanentError, RetryableError
 from connectors.pipedrive.client import PipedriveClient
 
 __all__ = ["CALL_LOG_PAGE", "PipedriveApi"]
@@ -79,6 +80,16 @@ class PipedriveApi:
     def update_activity(self, activity_id: str, body: dict[str, Any]) -> None:
         self.client.call("PATCH", f"/api/v2/activities/{activity_id}", json=body,
                          what=f"update activity {activity_id}")  # fmt: skip
+
+    def activity_exists(self, activity_id: str) -> bool:
+        """Whether the activity is still there (False: deleted), to tell a missing activity from a missing link."""
+        try:
+            found = self.client.call("GET", f"/api/v2/activities/{activity_id}", what=f"read activity {activity_id}")
+        except PermanentError as exc:
+            if exc.status in (404, 410):
+                return False
+            raise
+        return not (isinstance(found.data, dict) and found.data.get("is_deleted") is True)
 
     def activities_page(self, params: dict[str, Any], cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         query = {**params, "limit": ACTIVITY_PAGE, **({"cursor": cursor} if cursor else {})}

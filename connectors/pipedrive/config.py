@@ -212,7 +212,10 @@ def config_problems(name: str, config: PipedriveConfig, mapping: CompiledMapping
             problems.append(f"{where}.recording.mode: attach uploads to a call log; record: activity keeps links")
         if not config.recording.recording_hosts:
             problems.append(f"{where}.recording.recording_hosts: attach needs at least one allowed host")
-    if mapping is not None:
+    if mapping is None:
+        problems.append(f"{where}.mapping: Pipedrive needs a mapping (pipedrive_call.yaml, or pipedrive_activity.yaml "
+                        "for record: activity); null gives it no fields")  # fmt: skip
+    else:
         problems += mapping_problems(f"{where}.mapping", config.record, mapping)
     return problems
 

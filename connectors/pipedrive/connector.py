@@ -41,7 +41,7 @@ from bridge.mapping import CompiledMapping
 from bridge.tls import resolve_trust, trust_problems
 from connectors.pipedrive.api import PipedriveApi
 from connectors.pipedrive.config import PipedriveConfig, config_problems, mapping_problems
-from connectors.pipedrive.errors import certainly_not_written, gone
+from connectors.pipedrive.errors import LINK_MISSING, certainly_not_written, gone
 from connectors.pipedrive.match import Identity, PersonMatch, identities_of
 from connectors.pipedrive.preview import preview_requests
 from connectors.pipedrive.reconcile import find_activity, find_call_log
@@ -168,7 +168,7 @@ class PipedriveConnector(Connector):
             ledger, "call", key,
             create=lambda touch: self.api.create_activity(body, on_send=touch),
             find=self._activity_finder(ledger, "call", key, links),
-            update=lambda activity_id: self.api.update_activity(activity_id, body),
+            update=lambda activity_id: self._update_activity(activity_id, body),
         )  # fmt: skip
 
     def _write_follow_up(self, delivery: Delivery, links: Links, ledger: Ledger, notes: list[str]) -> Outcome | None:
@@ -183,8 +183,17 @@ class PipedriveConnector(Connector):
             ledger, FOLLOW_UP, key,
             create=lambda touch: self.api.create_activity(body, on_send=touch),
             find=self._activity_finder(ledger, FOLLOW_UP, key, links),
-            update=lambda activity_id: self.api.update_activity(activity_id, changes),
+            update=lambda activity_id: self._update_activity(activity_id, changes),
         )  # fmt: skip
+
+    def _update_activity(self, activity_id: str, body: dict[str, Any]) -> None:
+        """PATCH it; a 404 means "deleted" only when the activity itself is gone, not a person it names."""
+        try:
+            self.api.update_activity(activity_id, body)
+        except PermanentError as exc:
+            if exc.status not in (404, 410) or not self.api.activity_exists(activity_id):
+                raise
+            raise PermanentError(exc.message, status=exc.status, code=LINK_MISSING, details=exc.details) from exc
 
     def _once(
         self,

@@ -32,6 +32,7 @@ from bridge.limiter import LOCAL_LIMIT, seconds_until_midnight
 __all__ = [
     "BURST_WINDOW_SECONDS",
     "DAILY_BUDGET",
+    "LINK_MISSING",
     "NOT_SENT",
     "certainly_not_written",
     "daily_budget_left",
@@ -42,6 +43,8 @@ __all__ = [
 BURST_WINDOW_SECONDS = 2.0
 DAILY_BUDGET = "DAILY_BUDGET_EXHAUSTED"
 """The `code` of the PausedError for a spent daily token budget (Pipedrive sends no code of its own)."""
+LINK_MISSING = "LINKED_RECORD_MISSING"
+"""The `code` of a 404 on an update whose record still exists: a person, organization or deal it names is gone."""
 NOT_SENT = "NOT_SENT"
 """The `code` of errors raised before a request left (the shared pause was set): nothing was written."""
 EDGE_BLOCK_SECONDS = 60.0
@@ -58,8 +61,9 @@ def certainly_not_written(exc: ConnectorError) -> bool:
 
 
 def gone(exc: PermanentError) -> bool:
-    """The `deleted` test of write_once: the record was deleted in Pipedrive (404, or 410 for call logs)."""
-    return exc.status in (404, 410)
+    """The `deleted` test of write_once: the record was deleted in Pipedrive (404, or 410 for call logs) — not a
+    record it links to (LINK_MISSING: the connector checked that the record itself still exists)."""
+    return exc.status in (404, 410) and exc.code != LINK_MISSING
 
 
 def daily_budget_left(headers: httpx.Headers) -> int | None:

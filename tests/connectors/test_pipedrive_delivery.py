@@ -207,3 +207,20 @@ def test_record_activity_writes_a_done_call_activity_and_a_replay_updates_it(fak
     assert fake.live_call_logs() == []
     assert requests_to(fake, "POST", "/api/v2/activities") == 1
     assert requests_to(fake, "PATCH", f"/api/v2/activities/{call['id']}") == 1
+
+
+def test_a_replay_after_the_cached_person_was_deleted_relinks_the_activity_instead_of_writing_another(
+    fake, redis_client
+):
+    gone = fake.add_person("John Doe", emails=(JOHN_EMAIL,))
+    connector = make_connector(fake, redis_client, record="activity")
+    activity = deliver(connector).records["activity"]
+    fake.delete_person(gone)  # merged into another record in Pipedrive; the lookup cache still names it
+    merged = fake.add_person("John Doe", emails=(JOHN_EMAIL,))
+
+    replay = deliver(connector, summary="Replayed after the merge.")
+
+    [call] = fake.live_activities()
+    assert replay.records == {"activity": activity, "person": str(merged)}
+    assert call["participants"] == [{"person_id": merged, "primary": True}]
+    assert "Replayed after the merge." in call["note"]

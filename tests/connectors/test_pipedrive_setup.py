@@ -70,6 +70,15 @@ def test_check_says_when_the_mapping_was_written_for_the_other_record_type():
         activity_with_call_mapping.deliver(make_delivery(activity_with_call_mapping))
 
 
+def test_check_says_pipedrive_needs_a_mapping():
+    connector = make_connector(None, None)
+    connector.mapping = None  # `mapping: null` in the config
+    assert connector.check() == [
+        "connectors.pd.mapping: Pipedrive needs a mapping (pipedrive_call.yaml, or pipedrive_activity.yaml for "
+        "record: activity); null gives it no fields"
+    ]
+
+
 def test_plain_http_is_accepted_for_a_local_base_url_and_a_disabled_connector_needs_no_token():
     assert make_connector(None, None, base_url="http://127.0.0.1:8089").check() == []
     assert make_connector(None, None, enabled=False, auth={}).check() == []

@@ -245,7 +245,7 @@ class Routes:
         owner = merged.get("owner_id") or user
         if owner not in self.users or not self.users[owner]["active_flag"]:
             raise ApiError(400, f"User {owner} not found or not active")
-        self._require_links(merged)
+        self._require_links(values)  # what this request links; links stored before are not checked again
         participants = merged.get("participants") or []
         primary = next((p for p in participants if p.get("primary")), participants[0] if participants else None)
         if activity is None:
