@@ -22,6 +22,7 @@ from tests.connectors.zendesk_support import (
     seed,
 )
 from tests.fakes.httpserver import Fault
+from tests.fakes.tls import make_test_pki
 from tests.fakes.zendesk import RATE_LIMITED
 
 fake, seeded = zendesk_support.fake, zendesk_support.seeded  # the fixtures
@@ -176,3 +177,32 @@ def test_a_smaller_limit_reported_by_zendesk_is_warned_about_once(seeded, redis_
         "Zendesk reports X-Rate-Limit: 200 requests per minute, below requests_per_minute (700): lower the "
         "setting, or calls will meet 429s"
     ]
+
+
+def test_after_a_rejected_token_is_fixed_the_call_lands_once_without_reconciling(fake, seeded, redis_client):
+    # Zendesk API and OAuth tokens cannot be refreshed: a rejected one is permanent until an admin fixes the
+    # setting; the refused create left no intent marker, so the replay after the fix creates at once.
+    revoked = make_connector(fake, redis_client, auth={"email": fake.email, "api_token": "revoked"})
+    with pytest.raises(PermanentError):
+        revoked.deliver(make_delivery(revoked))
+
+    fixed = make_connector(fake, redis_client)
+    fixed.deliver(make_delivery(fixed))
+
+    assert fake.only_ticket(SESSION)["requester_id"] == seeded.john
+    assert listings(fake) == 0
+
+
+def test_a_zendesk_behind_a_private_ca_is_trusted_through_ca_bundle(tmp_path, redis_client):
+    pki = make_test_pki(tmp_path / "pki")
+    with running_fake(ssl_context=pki.server_context()) as zendesk:
+        seed(zendesk)
+        trusted = make_connector(zendesk, redis_client, ca_bundle=str(pki.ca_path))
+        trusted.deliver(make_delivery(trusted))
+        assert zendesk.only_ticket(SESSION)
+
+        untrusted = make_connector(zendesk, redis_client, name="other")
+        with pytest.raises(RetryableError) as caught:
+            untrusted.deliver(make_delivery(untrusted, call_session_id="c2"))
+        assert "certificate" in caught.value.message.lower()
+        assert "ca_bundle" in caught.value.message  # says how to trust another CA
