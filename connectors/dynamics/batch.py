@@ -18,6 +18,7 @@ Lines end with CRLF, as MIME requires; :func:`decode` also accepts bare LF.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
@@ -142,7 +143,7 @@ def _parts(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]]:
     if not matches[-1].group(1):
         raise BatchFormatError(f"the multipart body ends without its closing delimiter --{boundary}--")
     parts = []
-    for start, end in zip(matches, matches[1:], strict=False):
+    for start, end in itertools.pairwise(matches):
         if start.group(1):
             raise BatchFormatError("a part follows the closing delimiter")
         parts.append(_split_headers(body[start.end() : end.start()]))

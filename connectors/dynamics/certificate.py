@@ -28,7 +28,14 @@ from typing import Any
 
 from bridge.errors import PermanentError
 
-__all__ = ["ASSERTION_TYPE", "Certificate", "certificate_problem", "client_assertion", "load_certificate"]
+__all__ = [
+    "ASSERTION_TYPE",
+    "Certificate",
+    "certificate_problem",
+    "client_assertion",
+    "load_certificate",
+    "read_certificate",
+]
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME_SECONDS = 600

@@ -10,8 +10,10 @@ Every request
 3. on 401 renews the token once and is sent again; a second 401 is permanent
    (the application user is missing, disabled, or lacks a security role);
 4. comes back as the answer, or as one of the bridge's errors
-   (:mod:`connectors.dynamics.errors`); a 429 also pauses every worker for its
-   Retry-After (short pauses are waited out in-call, long ones raise PausedError).
+   (:mod:`connectors.dynamics.errors`). A 429 pauses every worker for its
+   Retry-After (the limit is the application user's): a short one is waited out
+   in-call; a long one, or one still there after the in-call attempts, raises
+   PausedError, so the call stays queued without using up a retry.
 
 Every request this connector sends is safe to repeat — reads, create-only writes
 (``If-None-Match: *``: a repeat is answered 412, "already exists"), updates of an
@@ -167,7 +169,15 @@ class DataverseClient:
                 return response
             raise self._error(what, response, token)
 
-        return retrying(self.delivery, attempt)
+        try:
+            return retrying(self.delivery, attempt)
+        except RetryableError as exc:
+            if exc.status != 429 or isinstance(exc, PausedError):
+                raise
+            # Still throttled after the in-call waits: the user is throttled, not this call. Keep the calls queued
+            # (no retry used up) until Retry-After, as every other worker does already (the shared pause).
+            wait = exc.retry_after if exc.retry_after is not None else DEFAULT_THROTTLE_SECONDS
+            raise PausedError(exc.message, retry_after=wait, status=429, code=exc.code, details=exc.details) from exc
 
     def _once(
         self,
@@ -189,8 +199,9 @@ class DataverseClient:
             )
 
     def _error(self, what: str, response: httpx.Response, token: Token) -> Exception:
-        error = error_from_answer(what, response.status_code, response.content, response.headers,
-                                  secrets=[token.access_token])  # fmt: skip
+        auth = self.config.auth
+        secrets = [token.access_token, auth.client_secret, auth.certificate_password]
+        error = error_from_answer(what, response.status_code, response.content, response.headers, secrets=secrets)
         if response.status_code == 429 and isinstance(error, RetryableError):
             wait = error.retry_after if error.retry_after is not None else DEFAULT_THROTTLE_SECONDS
             if self.limits is not None:

@@ -28,7 +28,7 @@ from connectors.dynamics.odata import GUID
 __all__ = ["AuthConfig", "DynamicsConfig", "MatchConfig", "config_problems", "default_token_url"]
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-DEFAULT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
+DEFAULT_TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"  # noqa: S105 - a URL
 _ATTRIBUTE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TENANT = re.compile(r"^([0-9a-fA-F-]{36}|[A-Za-z0-9.-]+\.[A-Za-z]{2,}|organizations)$")
 
@@ -160,7 +160,8 @@ def config_problems(name: str, config: DynamicsConfig, resolve_path: Callable[[s
     for kind, fields in (("email", match.email_fields), ("phone", match.phone_fields)):
         if not fields and kind in match.by:
             problems.append(f"{where}.match.{kind}_fields: empty, but match.by includes {kind}")
-        problems += [f"{where}.match.{kind}_fields: {f!r} is not a column name" for f in fields if not _ATTRIBUTE.match(f)]
+        bad = [f for f in fields if not _ATTRIBUTE.match(f)]
+        problems += [f"{where}.match.{kind}_fields: {f!r} is not a column name" for f in bad]
     if match.on_missing == "create_lead" and "lead" not in match.order:
         problems.append(f"{where}.match.on_missing: create_lead, but order does not search leads (add lead)")
     try:
@@ -175,9 +176,9 @@ def _auth_problems(where: str, config: DynamicsConfig, resolve_path: Callable[[s
     problems: list[str] = []
     if not GUID.match(auth.client_id.strip()):
         problems.append(f"{where}.client_id: required, the app registration's application id (a GUID)")
-    if not auth.token_url or "{tenant_id}" in auth.token_url:
-        if not _TENANT.match(auth.tenant_id.strip()):
-            problems.append(f"{where}.tenant_id: required, the directory id (a GUID) or its domain")
+    needs_tenant = not auth.token_url or "{tenant_id}" in auth.token_url
+    if needs_tenant and not _TENANT.match(auth.tenant_id.strip()):
+        problems.append(f"{where}.tenant_id: required, the directory id (a GUID) or its domain")
     if auth.token_url:
         problems += _url_problems(f"{where}.token_url", auth.token_url.replace("{tenant_id}", "t"), required=True)
     if auth.scope and not auth.scope.endswith("/.default"):

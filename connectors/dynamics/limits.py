@@ -58,7 +58,8 @@ return 1
 
 def account_key(instance_url: str, client_id: str, tenant: str) -> str:
     """A short hash naming the application user's budgets: two connectors on one user share them."""
-    return hashlib.sha256(f"{instance_url.rstrip('/').lower()}|{client_id.lower()}|{tenant.lower()}".encode()).hexdigest()[:16]
+    account = f"{instance_url.rstrip('/').lower()}|{client_id.lower()}|{tenant.lower()}"
+    return hashlib.sha256(account.encode()).hexdigest()[:16]
 
 
 class DailyBudget:

@@ -100,10 +100,9 @@ class Lookups:
         return [_own(answers[query]) for query in queries]
 
     def _batch(self, queries: list[Query]) -> dict[Query, Rows | ConnectorError]:
-        operations = [
-            Operation("GET", self.client.url(f"{q.path}?{encode_query(q.params)}"), headers={"Accept": "application/json"})
-            for q in queries
-        ]
+        accept = {"Accept": "application/json"}
+        urls = [self.client.url(f"{q.path}?{encode_query(q.params)}") for q in queries]
+        operations = [Operation("GET", url, None, accept) for url in urls]
         answers = self.client.batch(operations, what=f"{len(queries)} lookups ($batch)")
         found: dict[Query, Rows | ConnectorError] = {}
         for query, responses in zip(queries, answers, strict=True):

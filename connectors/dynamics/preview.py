@@ -32,10 +32,10 @@ def preview_requests(delivery: Delivery, config: DynamicsConfig, mapping: Compil
     auth = {"Authorization": f"Bearer <access token from {config.token_url}>"}
     read = {**ODATA_HEADERS, **auth}
     identity = Identity.of(delivery.call, config.match.default_region)
+    lookup = "GET {base}/{path}?{query} (only until one matches, unless cached)"
     previews = [
-        Preview(f"GET {base}/{query.path}?{encode_query(query.params)} (only until one matches, unless cached)",
-                None, read)  # fmt: skip
-        for query in _queries(config, identity)
+        Preview(lookup.format(base=base, path=q.path, query=encode_query(q.params)), None, read)
+        for q in _queries(config, identity)
     ]
     on_missing = config.match.on_missing
     if on_missing in ("create_contact", "create_lead") and identity.key():

@@ -217,11 +217,12 @@ def _split(record: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any],
 def _parties(person: Person | None, owner: str | None, outgoing: bool) -> list[dict[str, Any]]:
     parties = []
     if owner:
-        parties.append({"participationtypemask": FROM if outgoing else TO,
-                        "partyid_systemuser@odata.bind": bind("systemusers", owner)})  # fmt: skip
+        user = bind("systemusers", owner)
+        parties.append({"participationtypemask": FROM if outgoing else TO, "partyid_systemuser@odata.bind": user})
     if person is not None:
-        parties.append({"participationtypemask": TO if outgoing else FROM,
-                        f"partyid_{person.entity}@odata.bind": bind(ENTITY_SETS[person.entity], person.id)})  # fmt: skip
+        other = bind(ENTITY_SETS[person.entity], person.id)
+        mask = TO if outgoing else FROM
+        parties.append({"participationtypemask": mask, f"partyid_{person.entity}@odata.bind": other})
     return parties
 
 

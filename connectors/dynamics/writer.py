@@ -50,7 +50,7 @@ from connectors.dynamics.client import DataverseClient
 from connectors.dynamics.errors import copy_error, error_from_answer
 from connectors.dynamics.records import CallPlan, Write
 
-__all__ = ["IN_FLIGHT", "ChangesetBatch", "CallWriter"]
+__all__ = ["IN_FLIGHT", "CallWriter", "ChangesetBatch"]
 
 IN_FLIGHT = 1  # one write batch in flight: under load the next one fills up meanwhile (see salesforce/batch.py)
 OPEN, COMPLETED = 0, 1
@@ -148,7 +148,8 @@ class ChangesetBatch:
             answers = self.client.batch(parts, what=f"write {len(plans)} call(s) as change sets ($batch)")
         except ConnectorError as exc:
             return [copy_error(exc) for _ in plans]
-        return [_outcome(plan, ops, responses, named) for plan, ops, responses in zip(plans, parts, answers, strict=True)]
+        together = zip(plans, parts, answers, strict=True)
+        return [_outcome(plan, operations, responses, named) for plan, operations, responses in together]
 
 
 def _outcome(
