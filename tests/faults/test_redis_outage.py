@@ -44,7 +44,7 @@ def started_calls(receiver: Receiver) -> set[str]:
 def statuses(bridge: Bridge, redis_url: str, ids: list[str]) -> dict[str, str]:
     """Each call's status in the call log (`calls show`), once the log has caught up with the stream."""
     client = redis.Redis.from_url(redis_url)
-    view = log_view(load_settings(bridge.config), client)
+    view = log_view(load_settings(bridge.config, env=bridge.env), client)
     try:
         return {call_id: (report.status if (report := view.report(call_id)) else "unknown") for call_id in ids}
     finally:
