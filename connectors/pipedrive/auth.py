@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from bridge.errors import PermanentError, RetryableError
 from bridge.http import excerpt, parse_retry_after, translate_transport_errors
 from bridge.tls import Trust
 from connectors.pipedrive.config import AuthConfig, is_local_http, token_is_usable
+from connectors.pipedrive.errors import TOKEN_REFRESH
 
 __all__ = ["Credentials"]
 
@@ -126,6 +128,7 @@ class Credentials:
         form = {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
         secrets = (self._refresh_token, auth.client_secret, self._token)
         with (
+            _refresh_errors(),
             translate_transport_errors("Pipedrive token refresh", self._trust),
             httpx.Client(
                 verify=self._trust.ssl_context(), transport=self._transport, timeout=self._timeout
@@ -145,11 +148,22 @@ class Credentials:
                 f"{message}; the refresh token or client credentials are no longer valid: reinstall or re-authorize "
                 "the Pipedrive app and update auth.refresh_token",
                 status=response.status_code,
+                code=TOKEN_REFRESH,
             )
         if response.status_code < 300:
-            raise RetryableError(f"{message} (no access_token in the answer)", status=response.status_code)
+            raise RetryableError(f"{message} (no access_token in the answer)", status=response.status_code,
+                                 code=TOKEN_REFRESH)  # fmt: skip
         wait = parse_retry_after(response.headers.get("retry-after"))
-        raise RetryableError(message, status=response.status_code, retry_after=wait)
+        raise RetryableError(message, status=response.status_code, retry_after=wait, code=TOKEN_REFRESH)
+
+
+@contextmanager
+def _refresh_errors() -> Iterator[None]:
+    """A renewal that could not reach the token endpoint: retryable, and nothing reached the API."""
+    try:
+        yield
+    except RetryableError as exc:
+        raise RetryableError(exc.message, retry_after=exc.retry_after, code=TOKEN_REFRESH) from exc
 
 
 def _oauth_error(answer: Any) -> str:

@@ -7,7 +7,8 @@ alike; some add ``"code"`` or ``"errorCode"``). The translation:
                                  `x-daily-ratelimit-token-remaining` header is 0 (or the legacy
                                  `x-daily-requests-left` of POST/PUT), or the message speaks of a daily limit.
                                  The client also sets the shared pause, so every worker stops.
-    429, burst limit             RetryableError after Retry-After, else x-ratelimit-reset, else the 2 s window
+    429, burst limit             RetryableError after Retry-After or x-ratelimit-reset (at most 10 s), whichever
+                                 is longer, else the 2 s window
     5xx, 408                     RetryableError (Retry-After honoured)
     403 that is not JSON         RetryableError after a minute: Pipedrive's edge blocks API-token traffic that
                                  kept sending after 429s with an HTML page (secondary sources), and lifts it later
@@ -34,6 +35,7 @@ __all__ = [
     "DAILY_BUDGET",
     "LINK_MISSING",
     "NOT_SENT",
+    "TOKEN_REFRESH",
     "certainly_not_written",
     "daily_budget_left",
     "error_from_response",
@@ -47,6 +49,9 @@ LINK_MISSING = "LINKED_RECORD_MISSING"
 """The `code` of a 404 on an update whose record still exists: a person, organization or deal it names is gone."""
 NOT_SENT = "NOT_SENT"
 """The `code` of errors raised before a request left (the shared pause was set): nothing was written."""
+TOKEN_REFRESH = "TOKEN_REFRESH_FAILED"  # noqa: S105 - an error code, not a secret
+"""The `code` of a failed OAuth renewal: the API request it was for was never sent (or was refused with a 401)."""
+MAX_RESET_SECONDS = 10.0  # x-ratelimit-reset counts the 2 s window; anything larger is not a burst reset
 EDGE_BLOCK_SECONDS = 60.0
 _GENERIC_INFO = "please check developers.pipedrive.com"
 DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
@@ -55,7 +60,7 @@ DAILY_HEADERS = ("x-daily-ratelimit-token-remaining", "x-daily-requests-left")
 def certainly_not_written(exc: ConnectorError) -> bool:
     """Pipedrive's reading of its errors for :func:`bridge.ledger.write_once`: True when the create was refused
     (any 4xx, 429 included) or never sent; False when it may have landed (timeout, reset, 5xx)."""
-    if exc.code in (LOCAL_LIMIT, NOT_SENT):
+    if exc.code in (LOCAL_LIMIT, NOT_SENT, TOKEN_REFRESH):
         return True
     return exc.status is not None and 400 <= exc.status < 500
 
@@ -100,8 +105,8 @@ def error_from_response(
             reason = f"{message} — the company's daily API token budget is spent; paused until it resets"
             return PausedError(reason, retry_after=seconds_until_midnight(timezone), **kwargs)
         wait = parse_retry_after(response.headers.get("retry-after"))
-        reset = parse_retry_after(response.headers.get("x-ratelimit-reset"))
-        return RetryableError(message, retry_after=max(wait or 0.0, reset or 0.0) or BURST_WINDOW_SECONDS, **kwargs)
+        reset = min(parse_retry_after(response.headers.get("x-ratelimit-reset")) or 0.0, MAX_RESET_SECONDS)
+        return RetryableError(message, retry_after=max(wait or 0.0, reset) or BURST_WINDOW_SECONDS, **kwargs)
     if status == 403 and not body:
         blocked = f"{message} — an HTML 403 from Pipedrive's edge (a block after ignored 429s?); waiting"
         return RetryableError(blocked, retry_after=EDGE_BLOCK_SECONDS, **kwargs)

@@ -40,7 +40,12 @@ def test_a_burst_429_is_waited_out_in_call_for_x_ratelimit_reset_and_then_the_ca
 
 @pytest.mark.parametrize(
     ("headers", "wait"),
-    [({"retry-after": "7"}, 7.0), ({"x-ratelimit-reset": "4", "retry-after": "3"}, 4.0), ({}, 2.0)],
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"x-ratelimit-reset": "4", "retry-after": "3"}, 4.0),
+        ({"x-ratelimit-reset": "1796000000"}, 10.0),  # not a window's remainder: capped
+        ({}, 2.0),
+    ],
 )
 def test_a_burst_429_asks_the_queue_to_wait_for_retry_after_or_the_reset_or_the_window(fake, redis_client, headers,
                                                                                       wait):  # fmt: skip
