@@ -119,6 +119,13 @@ def test_invalid_tickets_are_422_record_invalid_naming_the_field(
     assert fragment in error["details"][field][0]["description"]
 
 
+def test_a_body_not_sent_as_json_is_not_read(zd: httpx.Client) -> None:
+    body = '{"ticket": {"subject": "x", "comment": {"body": "y"}}}'
+    answer = zd.post("/tickets", content=body, headers={"content-type": "text/plain"})
+    assert answer.status_code == 400
+    assert zd.post("/tickets", content=body, headers={"content-type": "application/json"}).status_code == 201
+
+
 def test_drop_down_custom_fields_take_only_their_options_and_unknown_ids_are_ignored(
     fake: FakeZendesk, zd: httpx.Client
 ) -> None:

@@ -4,6 +4,7 @@ Facts come from REFERENCE.md §9.2 and developer.zendesk.com; where Zendesk's do
 choice is marked "fake's choice". Strict where Zendesk is strict, so a request the real API refuses
 is refused here the same way:
 
+* requests: paths with or without `.json`; a body is read only when sent as ``application/json``;
 * auth: HTTP Basic ``{email}/token:{api_token}`` of a known agent/admin, or ``Bearer <oauth token>``;
   anything else 401 ``{"error": "Couldn't authenticate you"}``; no credentials at all: ``/users/me``
   describes the anonymous end-user (as Zendesk does), everything else 401; an end-user's token 403;
@@ -450,6 +451,9 @@ def _ticket_id(path: str) -> int | None:
 
 
 def _body(request: FakeRequest, root: str) -> dict[str, Any]:
+    """The JSON body's `root` object. Like Zendesk (a Rails app), a body not sent as application/json is not read."""
+    if "application/json" not in request.headers.get("content-type", "").lower():
+        raise ApiError(400, "InvalidParameter", f"Expected a {root} object")  # fake's choice of wording
     try:
         body = json.loads(request.body or b"null")
     except ValueError:
