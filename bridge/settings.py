@@ -24,6 +24,7 @@ from bridge.validation import format_validation_error
 
 __all__ = [
     "AdminSettings",
+    "AdminUser",
     "AgniSettings",
     "Base",
     "DatabaseSettings",
@@ -58,6 +59,8 @@ class ServerSettings(Base):
     """Larger webhook bodies are refused with 413 (a call with a very long transcript is ~100 KB)."""
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     """HTTP server processes. One is plenty for a call floor; see the README's benchmark for more."""
+    root_path: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*$")] = ""
+    """The path prefix a reverse proxy serves the bridge under (e.g. `/agni`); links and cookies follow it."""
 
 
 class AgniSettings(Base):
@@ -129,9 +132,29 @@ class LoggingSettings(Base):
     """`text` for people, `json` for log shippers (one JSON object per line)."""
 
 
+class AdminUser(Base):
+    """One person (or script) allowed into the console and the admin API."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    token: str
+    """Their sign-in token, from the environment (`${ALICE_CONSOLE_TOKEN}`); at least 16 characters."""
+    role: Literal["viewer", "admin"] = "viewer"
+    """`viewer` reads everything; `admin` may also replay, purge, save mappings and run setup."""
+
+
 class AdminSettings(Base):
     token: str = ""
-    """Bearer token for /admin/*; the admin API is disabled while it is empty."""
+    """A single admin token (Bearer for /admin/*, or console sign-in as user `admin`); empty: none."""
+    users: list[AdminUser] = msgspec.field(default_factory=list)
+    """Named users of the console and the admin API. With neither `token` nor `users`, both are off."""
+    session_hours: Annotated[float, msgspec.Meta(gt=0, le=24 * 30)] = 12.0
+    """How long a console sign-in lasts."""
+    mappings_writable: bool = False
+    """Let admins save mapping files from the console's playground (validated like `check`, old version kept)."""
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    """Addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-Proto/-For headers are believed."""
+    login_attempts_per_minute: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    """Failed console sign-ins allowed per client address per minute, across every API process."""
 
 
 class RedactionSettings(Base):
