@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -30,6 +31,7 @@ from bridge.db.drain import DrainLoop, LogDrain
 from bridge.db.engine import log_engine, safe_url
 from bridge.db.importer import import_from_redis, legacy_log_present
 from bridge.db.migrate import ensure_schema
+from bridge.db.prune import prune
 from bridge.db.writer import LogWriter
 from bridge.housekeeping import Duty, Housekeeping
 from bridge.jobs import DeadLetters, build_actor
@@ -146,7 +148,12 @@ class WorkerRuntime:
             if legacy_log_present(client, keys):  # calls an older version logged in Redis
                 import_from_redis(client, keys, engine, region=settings.database.phone_region)
 
-        log_writer = DrainLoop(drain, prepare=prepare)
+        def prune_old() -> None:
+            removed = prune(engine, int((time.time() - settings.retention_days * DAY) * 1000))
+            if removed:
+                log.info("call log: %d call(s) older than %g days pruned", removed, settings.retention_days)
+
+        log_writer = DrainLoop(drain, prepare=prepare, maintain=prune_old)
         log.info("call log: %s", safe_url(engine))
         return cls(settings, client, keys, store, connectors, pipeline, broker, log_writer)
 

@@ -132,9 +132,18 @@ class DrainLoop:
     LEASE_MS = 15_000
 
     def __init__(
-        self, drain: LogDrain, *, prepare: Callable[[], None] | None = None, idle_seconds: float = 0.2
+        self,
+        drain: LogDrain,
+        *,
+        prepare: Callable[[], None] | None = None,
+        maintain: Callable[[], object] | None = None,
+        maintain_every: float = 300.0,
+        idle_seconds: float = 0.2,
     ) -> None:
         self.drain = drain
+        self.maintain = maintain  # retention pruning, run by the leader every `maintain_every` seconds
+        self.maintain_every = maintain_every
+        self._maintained = time.monotonic() - maintain_every + 30  # first run 30 s after start
         self.prepare = prepare  # schema up to date, older logs imported; retried until the database answers
         self.idle = idle_seconds
         self.token = uuid.uuid4().hex
@@ -176,6 +185,8 @@ class DrainLoop:
                         self.prepare()
                         self.prepare = None
                     worked = self.drain.drain_once() > 0
+                    if not worked and self.maintain is not None:
+                        self._maintain()
                 backoff = self.idle
             except SchemaError as exc:  # never write to a schema this code does not know
                 worked = False
@@ -187,6 +198,13 @@ class DrainLoop:
                 self._warn(exc)
             if not worked:
                 self._stop.wait(backoff)
+
+    def _maintain(self) -> None:
+        if time.monotonic() - self._maintained < self.maintain_every:
+            return
+        self._maintained = time.monotonic()
+        assert self.maintain is not None
+        self.maintain()
 
     def _warn(self, exc: Any, every: float = 30) -> None:
         now = time.monotonic()

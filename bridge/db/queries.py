@@ -234,10 +234,72 @@ class LogQueries:
         with translate_errors("listing dead letters", self.engine), self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(statement).mappings()]
 
+    # -- statistics ---------------------------------------------------------------------------
+    def stats(self, since_ms: int) -> list[dict[str, Any]]:
+        """The hourly rows (connector, hour, delivered, skipped, retried, dead, latency) since `since_ms`."""
+        s = t.delivery_stats
+        statement = sa.select(s).where(s.c.hour >= since_ms - since_ms % 3_600_000).order_by(s.c.hour)
+        with translate_errors("reading statistics", self.engine), self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(statement).mappings()]
+        for row in rows:
+            row["latency_buckets"] = json.loads(row["latency_buckets"] or "[]")
+        return rows
+
+    def overview(self, now_ms: int, *, days: int = 1) -> dict[str, dict[str, Any]]:
+        """Per connector: delivered/failed in the last hour and 24 h, latency p50/p95 (24 h), and a series of
+        (bucket start, delivered, failed) per hour (days=1) or per day (days=7)."""
+        rows = self.stats(now_ms - max(days, 1) * 86_400_000)
+        hour_ago, day_ago = now_ms - 3_600_000, now_ms - 86_400_000
+        bucket = 3_600_000 if days <= 1 else 86_400_000
+        result: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            entry = result.setdefault(
+                row["connector"],
+                {"delivered_1h": 0, "failed_1h": 0, "delivered_24h": 0, "failed_24h": 0, "histogram": [], "series": {}},
+            )
+            failed = row["retried"] + row["dead"]
+            delivered = row["delivered"] + row["skipped"]
+            if row["hour"] + 3_600_000 > hour_ago:
+                entry["delivered_1h"] += delivered
+                entry["failed_1h"] += failed
+            if row["hour"] + 3_600_000 > day_ago:
+                entry["delivered_24h"] += delivered
+                entry["failed_24h"] += failed
+                histogram = entry["histogram"]
+                histogram += [0] * (len(row["latency_buckets"]) - len(histogram))
+                for i, count in enumerate(row["latency_buckets"]):
+                    histogram[i] += count
+            start = row["hour"] - row["hour"] % bucket
+            point = entry["series"].setdefault(start, [0, 0])
+            point[0] += delivered
+            point[1] += failed
+        for entry in result.values():
+            histogram = entry.pop("histogram")
+            entry["p50_ms"] = percentile(histogram, 0.50)
+            entry["p95_ms"] = percentile(histogram, 0.95)
+            entry["series"] = sorted((start, d, f) for start, (d, f) in entry["series"].items())
+        return result
+
     def dead_count(self) -> dict[str, int]:
         statement = sa.select(t.dead_letters.c.connector, sa.func.count()).group_by(t.dead_letters.c.connector)
         with translate_errors("counting dead letters", self.engine), self.engine.connect() as conn:
             return {row[0]: int(row[1]) for row in conn.execute(statement)}
+
+
+def percentile(histogram: list[int], q: float) -> int | None:
+    """The q-quantile (ms) of a latency histogram over LATENCY_BUCKETS_MS, interpolated inside its bucket."""
+    total = sum(histogram)
+    if not total:
+        return None
+    target = q * total
+    seen = 0
+    for i, count in enumerate(histogram):
+        if count and seen + count >= target:
+            low = t.LATENCY_BUCKETS_MS[i - 1] if i > 0 else 0
+            high = t.LATENCY_BUCKETS_MS[i] if i < len(t.LATENCY_BUCKETS_MS) else low * 2
+            return int(low + (high - low) * (target - seen) / count)
+        seen += count
+    return t.LATENCY_BUCKETS_MS[-1]
 
 
 def _party(kind: str, value: str) -> Any:

@@ -9,6 +9,8 @@
     attempts       the history: received / replayed / every attempt / pauses, in order
     records        what landed where: CRM ids and, where the connector can build one, the record's URL
     dead_letters   calls a connector gave up on, until an admin replays or purges them
+    delivery_stats per connector and hour: deliveries, failures, and a latency histogram — what the console's
+                   overview and charts read, so they never scan a million calls
     log_state      the position in the Redis event stream the log has applied (see bridge.db.drain)
     audit          who did what in the admin console and API, and to how many calls
 
@@ -28,6 +30,7 @@ __all__ = [
     "calls",
     "dead_letters",
     "deliveries",
+    "delivery_stats",
     "log_state",
     "metadata",
     "parties",
@@ -95,6 +98,7 @@ parties = sa.Table(
 
 deliveries = sa.Table(
     "deliveries",
+    "delivery_stats",
     metadata,
     sa.Column("call_id", RowId, nullable=False),
     sa.Column("connector", sa.String(64), nullable=False),
@@ -164,6 +168,27 @@ dead_letters = sa.Table(
     sa.PrimaryKeyConstraint("call_id", "connector"),
     sa.Index(None, "connector", "error_group", "t"),
     sa.Index(None, "t"),
+)
+
+# Upper bounds (ms) of the latency histogram's buckets; the last one catches everything longer.
+LATENCY_BUCKETS_MS = (
+    25, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10_000, 20_000, 30_000, 60_000,
+    120_000, 300_000, 600_000, 1_800_000, 3_600_000, 86_400_000,
+)  # fmt: skip
+
+delivery_stats = sa.Table(
+    "delivery_stats",
+    metadata,
+    sa.Column("connector", sa.String(64), nullable=False),
+    sa.Column("hour", Millis, nullable=False),  # the hour's start, epoch ms (UTC)
+    sa.Column("delivered", sa.Integer, nullable=False, default=0),
+    sa.Column("skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("retried", sa.Integer, nullable=False, default=0),  # failed attempts that will be retried
+    sa.Column("dead", sa.Integer, nullable=False, default=0),
+    sa.Column("latency_sum_ms", Millis, nullable=False, default=0),
+    sa.Column("latency_buckets", sa.Text, nullable=False, default="[]"),  # counts per LATENCY_BUCKETS_MS (+1)
+    sa.PrimaryKeyConstraint("connector", "hour"),
+    sa.Index(None, "hour"),
 )
 
 log_state = sa.Table(

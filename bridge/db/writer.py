@@ -11,6 +11,7 @@ which is what lets SQLite (one writer at a time) and PostgreSQL keep up with bur
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from bridge.db import schema as t
 from bridge.db.engine import is_sqlite, translate_errors
 from bridge.db.events import FINAL, INGEST_TYPES, LogEvent, detail_of
 from bridge.db.facts import CallFacts, error_group, facts_of
+from bridge.db.schema import LATENCY_BUCKETS_MS as BUCKETS
 
 __all__ = ["START", "Applied", "LogWriter", "StaleCursor", "worst_status"]
 
@@ -112,6 +114,7 @@ class _Batch:
         self.records: dict[tuple[int, str, str], dict[str, Any]] = {}
         self.dead: dict[tuple[int, str], dict[str, Any] | None] = {}  # None: delete the letter
         self.touched: set[int] = set()
+        self.stats: dict[tuple[str, int], dict[str, Any]] = {}  # (connector, hour) -> increments
 
     def run(self, entries: list[tuple[str, LogEvent]], payloads: dict[str, bytes | None]) -> Applied:
         self._load_ids({event.call for _, event in entries})
@@ -185,12 +188,16 @@ class _Batch:
             row.update(columns)
         new_id = self.conn.execute(sa.insert(t.calls).values(**row).returning(t.calls.c.id)).scalar_one()
         self.ids[call_session_id] = new_id
+        if self.sqlite:  # every call has its full-text row (empty without a payload), so deletes always match
+            self.conn.execute(
+                sa.text("INSERT INTO calls_fts(rowid, summary, next_steps) VALUES (:id, :s, :n)"),
+                {
+                    "id": new_id,
+                    "s": (facts.summary if facts else None) or "",
+                    "n": (facts.next_steps if facts else None) or "",
+                },
+            )
         if facts is not None:
-            if self.sqlite:
-                self.conn.execute(
-                    sa.text("INSERT INTO calls_fts(rowid, summary, next_steps) VALUES (:id, :s, :n)"),
-                    {"id": new_id, "s": facts.summary or "", "n": facts.next_steps or ""},
-                )
             parties = [("phone", p) for p in facts.phones] + [("email", e) for e in facts.emails]
             if parties:
                 self.conn.execute(
@@ -229,9 +236,15 @@ class _Batch:
         key = (call_id, connector)
         state = self.deliveries.get(key)
         if state is None:
-            row = self.conn.execute(
-                sa.select(t.deliveries).where(t.deliveries.c.call_id == call_id, t.deliveries.c.connector == connector)
-            ).mappings().first()
+            row = (
+                self.conn.execute(
+                    sa.select(t.deliveries).where(
+                        t.deliveries.c.call_id == call_id, t.deliveries.c.connector == connector
+                    )
+                )
+                .mappings()
+                .first()
+            )
             state = dict(row) if row is not None else _new_delivery(call_id, connector, t_ms)
             self.deliveries[key] = state
         return state
@@ -252,6 +265,7 @@ class _Batch:
         if event.mapping:
             state["mapping"], state["mapping_digest"] = event.mapping, event.mapping_digest
         outcome = event.outcome or ""
+        self._count(connector, event.t, outcome, event.t - (state["queued_at"] or event.t))
         if outcome in ("delivered", "skipped"):
             state.update(
                 status=outcome,
@@ -291,6 +305,28 @@ class _Batch:
         elif state["status"] not in FINAL:
             state["status"] = "failed"
 
+    def _count(self, connector: str, t_ms: int, outcome: str, latency_ms: int) -> None:
+        column = {"delivered": "delivered", "skipped": "skipped", "retry": "retried", "dead": "dead"}.get(outcome)
+        if column is None:
+            return
+        hour = t_ms - t_ms % 3_600_000
+        row = self.stats.setdefault(
+            (connector, hour),
+            {
+                "delivered": 0,
+                "skipped": 0,
+                "retried": 0,
+                "dead": 0,
+                "latency_sum_ms": 0,
+                "buckets": [0] * (len(BUCKETS) + 1),
+            },
+        )
+        row[column] += 1
+        if outcome == "delivered":
+            latency = max(0, latency_ms)
+            row["latency_sum_ms"] += latency
+            row["buckets"][bisect.bisect_left(BUCKETS, latency)] += 1
+
     # -- writing ------------------------------------------------------------------------
     @staticmethod
     def _history_row(call_id: int, event: LogEvent) -> dict[str, Any]:
@@ -329,6 +365,32 @@ class _Batch:
         letters = [letter for letter in self.dead.values() if letter is not None]
         if letters:
             conn.execute(_upsert(t.dead_letters, self.sqlite, ("call_id", "connector")), letters)
+        if self.stats:
+            self._flush_stats()
+
+    def _flush_stats(self) -> None:
+        """Add this batch's counts to the hourly rows (read, add, write: the log writer is the only writer)."""
+        s = t.delivery_stats
+        keys = list(self.stats)
+        current: dict[tuple[str, int], dict[str, Any]] = {}
+        for i in range(0, len(keys), _CHUNK):
+            rows = self.conn.execute(sa.select(s).where(sa.tuple_(s.c.connector, s.c.hour).in_(keys[i : i + _CHUNK])))
+            current.update({(r.connector, r.hour): dict(r._mapping) for r in rows})
+        merged = []
+        for (connector, hour), add in self.stats.items():
+            row = current.get((connector, hour))
+            buckets = json.loads(row["latency_buckets"]) if row else []
+            buckets += [0] * (len(add["buckets"]) - len(buckets))
+            merged.append(
+                {
+                    "connector": connector,
+                    "hour": hour,
+                    **{k: (row[k] if row else 0) + add[k] for k in ("delivered", "skipped", "retried", "dead")},
+                    "latency_sum_ms": (row["latency_sum_ms"] if row else 0) + add["latency_sum_ms"],
+                    "latency_buckets": json.dumps([a + b for a, b in zip(buckets, add["buckets"], strict=True)]),
+                }
+            )
+        self.conn.execute(_upsert(s, self.sqlite, ("connector", "hour")), merged)
 
     def _statuses(self) -> list[tuple[str, str]]:
         """Recompute each touched call's overall status; return the calls every connector has finished with."""
