@@ -201,3 +201,20 @@ def test_an_oauth_token_works_as_well_as_an_api_token(fake, seeded, redis_client
     connector = make_connector(fake, redis_client, auth={"oauth_token": fake.oauth_token})
     connector.deliver(make_delivery(connector))
     assert fake.only_ticket(SESSION)["requester_id"] == seeded.john
+
+
+def test_a_number_zendesk_says_another_user_holds_is_left_off_the_new_end_user(fake, redis_client):
+    # Someone holds the number, but the users search index does not show them yet (it lags behind writes).
+    holder = fake.add_user("Jane", phone="+14155550100", searchable=False)
+    connector = make_connector(fake, redis_client)
+
+    result = connector.deliver(make_delivery(connector))
+
+    created = fake.user_by_email("john@example.com")
+    assert created is not None and created["id"] != holder
+    assert created["phone"] is None
+    assert fake.only_ticket(SESSION)["requester_id"] == created["id"]
+    assert "the caller's number belongs to another Zendesk user; the new end-user was created without it" in (
+        result.notes
+    )
+    assert posts(fake, "/api/v2/users/create_or_update") == 2

@@ -141,11 +141,13 @@ class FakeZendesk(FakeServer):
         searchable: bool = True,
         shared_phone: bool = False,
     ) -> int:
-        """Seed a user (visible to search at once unless `searchable` is False); returns its id. With
+        """Seed a user (visible to search at once; never with `searchable` False); returns its id. With
         `shared_phone` the number may also be another user's (Zendesk's shared_phone_number)."""
         with self.lock:
             data = {"name": name, "email": email, "phone": phone, "role": role, "external_id": external_id}
-            user = self._new_user(data, indexed=searchable, shared_phone=shared_phone)
+            user = self._new_user(data, indexed=True, shared_phone=shared_phone)
+            if not searchable:
+                self._indexed_at[user["id"]] = float("inf")  # a user the search index has not caught up with
             for number in extra_phones:
                 self.identities[user["id"]].append({"type": "phone_number", "value": number})
             if updated_at is not None:
