@@ -98,7 +98,6 @@ parties = sa.Table(
 
 deliveries = sa.Table(
     "deliveries",
-    "delivery_stats",
     metadata,
     sa.Column("call_id", RowId, nullable=False),
     sa.Column("connector", sa.String(64), nullable=False),
