@@ -241,6 +241,10 @@ class MappingLoader:
     file of that name (the repo's mappings/, shipped inside the package), so a bridge installed from a
     wheel runs with nothing but a config file. An admin's file wins over a built-in of the same name;
     other names (absolute, or with a folder) are files only.
+
+    `load` notices when an admin's file changed on disk (its size or modification time) and compiles it
+    again, and when a file appears in the mappings folder over a built-in: workers call it before each
+    delivery, so a mapping saved from the console is used by the next delivery without a restart.
     """
 
     def __init__(
@@ -250,6 +254,7 @@ class MappingLoader:
         self.env = env or make_environment()
         self.builtins = builtins if builtins is not None else builtin_mappings()
         self._cache: dict[str, CompiledMapping] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}
 
     def load(self, name: str) -> CompiledMapping:
         path = Path(name).expanduser()
@@ -257,8 +262,14 @@ class MappingLoader:
         bare = path.name == name
         if local.is_file() or not bare:
             key = str(local)
-            if key not in self._cache:
+            try:
+                stat = local.stat()
+                stamp = (stat.st_mtime_ns, stat.st_size)
+            except OSError:
+                stamp = (0, 0)
+            if key not in self._cache or self._stamps.get(key) != stamp:
                 self._cache[key] = compile_mapping(local, self.env)
+                self._stamps[key] = stamp
             return self._cache[key]
         builtin = self.builtins / name
         if not builtin.is_file():

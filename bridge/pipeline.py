@@ -27,7 +27,7 @@ from bridge.errors import (
 )
 from bridge.events import decode_envelope
 from bridge.logs import call_scope
-from bridge.mapping import render_context
+from bridge.mapping import MappingLoader, render_context
 from bridge.metrics import DeliveryRecorder
 from bridge.redaction import Redactor
 from bridge.store import CallStore
@@ -44,6 +44,8 @@ class Pipeline:
     recorder: DeliveryRecorder
     circuit: CircuitBreaker | None = None
     redactor: Redactor | None = None
+    mappings: MappingLoader | None = None
+    """Where connectors' mappings come from; consulted before each delivery, so an edited file is used at once."""
 
     def run(self, call_id: str, connector_name: str, attempt: int = 1) -> DeliveryResult | None:
         """Deliver one call to one connector; None when it was already delivered (a redelivered job).
@@ -135,6 +137,7 @@ class Pipeline:
         except (EventDecodeError, msgspec.DecodeError) as exc:
             raise PermanentError(f"stored webhook cannot be decoded: {exc}") from exc
         call = document["data"]
+        self._current_mapping(connector)
         if self.redactor is not None and getattr(connector.config, "redact_pii", True):
             # The connector, the forwarded body and the outbox all see the same redacted text.
             call = self.redactor.call(call)
@@ -152,6 +155,19 @@ class Pipeline:
             context=context,
             attempt=attempt,
         )
+
+    def _current_mapping(self, connector: Connector) -> None:
+        """Swap in the connector's mapping as it is on disk now (a MappingError from a broken edit dead-letters
+        the call with the file and field, like any mapping error)."""
+        name = getattr(connector.config, "mapping", None) or connector.default_mapping
+        if self.mappings is None or not name or connector.mapping is None:
+            return
+        current = self.mappings.load(name)
+        if current is not connector.mapping:
+            log.info(
+                "mapping %s changed (%s -> %s); using the new version", name, connector.mapping.digest, current.digest
+            )
+            connector.mapping = current
 
     def failed(self, call_id: str, connector_name: str, exc: Exception, *, attempt: int, final: bool) -> None:
         """Record a failed attempt; `final` makes it a dead letter (permanent error or retries exhausted)."""

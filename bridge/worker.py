@@ -109,6 +109,7 @@ class WorkerRuntime:
                 max_cooldown=delivery.circuit_max_cooldown_seconds,
             ),
             redactor=Redactor(settings.redaction, source=settings.config_path) if settings.redaction.enabled else None,
+            mappings=loader,
         )
         worker = settings.worker
         broker = BridgeBroker(
