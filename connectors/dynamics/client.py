@@ -215,9 +215,11 @@ class DataverseClient:
 
 def _is_multipart(response: httpx.Response) -> bool:
     """A $batch answer to read part by part: 200, or the status of the first failure when Dataverse stopped."""
-    return response.status_code < 500 and response.status_code not in (401, 429) and response.headers.get(
-        "content-type", ""
-    ).lower().startswith("multipart/mixed")
+    return (
+        response.status_code < 500
+        and response.status_code not in (401, 429)
+        and response.headers.get("content-type", "").lower().startswith("multipart/mixed")
+    )
 
 
 def _json(response: httpx.Response, what: str) -> Any:

@@ -66,9 +66,7 @@ class Query:
 class Lookups:
     """Runs queries for one connector, batched when `batch_size` > 1; shared by its worker threads."""
 
-    def __init__(
-        self, client: DataverseClient, *, batch_size: int, linger: float, max_wait: float, name: str
-    ) -> None:
+    def __init__(self, client: DataverseClient, *, batch_size: int, linger: float, max_wait: float, name: str) -> None:
         self.client = client
         self._batcher: Batcher[Query, Rows] | None = None
         if batch_size > 1:

@@ -209,9 +209,7 @@ def make_certificate(folder: Path, *, password: str = "") -> Certificate:
         .not_valid_after(now + dt.timedelta(days=30))
         .sign(key, hashes.SHA256())
     )
-    encryption = (
-        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
-    )
+    encryption = serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
     folder.mkdir(parents=True, exist_ok=True)

@@ -86,8 +86,9 @@ def test_the_token_is_renewed_ahead_of_its_expiry(fake):
     now = [1_000_000.0]
     with httpx.Client() as http:
         auth = AuthConfig(tenant_id=TENANT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET)
-        provider = TokenProvider(auth, token_url=fake.token_url, scope=f"{fake.url}/.default", http=lambda: http,
-                                 clock=lambda: now[0])  # fmt: skip
+        provider = TokenProvider(
+            auth, token_url=fake.token_url, scope=f"{fake.url}/.default", http=lambda: http, clock=lambda: now[0]
+        )
         first = provider.token()
         now[0] += 3599 - 301  # five minutes and a second before it expires
         assert provider.token() is first
@@ -110,8 +111,11 @@ def test_a_revoked_token_is_renewed_once_on_401_and_the_request_sent_again(dyn, 
 
 def test_a_second_401_after_renewing_is_permanent_and_says_what_to_fix(dyn, fake):
     connector = dyn.connector()
-    fake.faults.add(Fault(status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}), times=2,
-                    path_prefix="/api/data/")  # fmt: skip
+    fake.faults.add(
+        Fault(status=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}),
+        times=2,
+        path_prefix="/api/data/",
+    )
     with pytest.raises(PermanentError) as caught:
         connector.deliver(dyn.delivery(connector))
     assert caught.value.status == 401

@@ -114,12 +114,14 @@ def test_the_description_limit_follows_the_orgs_column_length(dyn, fake):
     assert fake.count("annotation") == 0
 
 
-def test_a_follow_up_task_is_created_once_open_regarding_the_contact_when_goals_were_not_met(
-    dyn, fake, agent, john
-):
+def test_a_follow_up_task_is_created_once_open_regarding_the_contact_when_goals_were_not_met(dyn, fake, agent, john):
     connector = dyn.connector(owner_map={"Support Agent": AGENT})
-    pending = {"sentiment": "neutral", "disposition": "callback_requested", "goals_met": False,
-               "next_steps": "Send the quote by Friday"}  # fmt: skip
+    pending = {
+        "sentiment": "neutral",
+        "disposition": "callback_requested",
+        "goals_met": False,
+        "next_steps": "Send the quote by Friday",
+    }
     delivery = dyn.delivery(connector, post_call_analysis=pending)
 
     result = connector.deliver(delivery)

@@ -11,8 +11,12 @@ from tests.fakes.httpserver import Fault
 pytest_plugins = ("tests.connectors.dynamics_support",)  # fixtures: fake, dyn
 
 CALL_ID = example_payload()["data"]["call_session_id"]
-PENDING = {"sentiment": "neutral", "disposition": "callback_requested", "goals_met": False,
-           "next_steps": "Send the quote"}  # fmt: skip
+PENDING = {
+    "sentiment": "neutral",
+    "disposition": "callback_requested",
+    "goals_met": False,
+    "next_steps": "Send the quote",
+}
 PHONECALL_PATH = "/api/data/v9.2/phonecalls("
 
 
@@ -113,7 +117,9 @@ def test_a_follow_up_task_already_there_is_left_as_the_rep_changed_it(dyn, fake)
 
 def test_two_calls_in_one_batch_fail_and_succeed_on_their_own(dyn, fake):
     ghost = "00000000-1111-4222-8333-999999999999"  # a user deleted from Dynamics after the config was written
-    connector = dyn.connector(batch_size=2, batch_linger_seconds=1, batch_max_wait_seconds=1, owner_map={"Ghost": ghost})
+    connector = dyn.connector(
+        batch_size=2, batch_linger_seconds=1, batch_max_wait_seconds=1, owner_map={"Ghost": ghost}
+    )
     good = dyn.delivery(connector, call_session_id="good")
     bad = dyn.delivery(connector, call_session_id="bad", agent_name="Ghost")
 

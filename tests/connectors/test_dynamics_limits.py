@@ -12,8 +12,12 @@ from tests.fakes.httpserver import Fault
 
 pytest_plugins = ("tests.connectors.dynamics_support",)  # fixtures: fake, dyn
 
-THROTTLED = {"error": {"code": "0x80072322",
-                       "message": "Number of requests exceeded the limit of 6000 over time window of 300 seconds."}}  # fmt: skip
+THROTTLED = {
+    "error": {
+        "code": "0x80072322",
+        "message": "Number of requests exceeded the limit of 6000 over time window of 300 seconds.",
+    }
+}
 
 
 def test_a_429_is_waited_out_for_its_retry_after_by_every_worker(dyn, fake):
@@ -23,9 +27,10 @@ def test_a_429_is_waited_out_for_its_retry_after_by_every_worker(dyn, fake):
     started = time.monotonic()
 
     # When one of them is told so, and the other delivers right after
-    results = dyn.concurrently(lambda args: args[0].deliver(args[1]),
-                               [(first, dyn.delivery(first, call_session_id="a")),
-                                (second, dyn.delivery(second, call_session_id="b"))])  # fmt: skip
+    results = dyn.concurrently(
+        lambda args: args[0].deliver(args[1]),
+        [(first, dyn.delivery(first, call_session_id="a")), (second, dyn.delivery(second, call_session_id="b"))],
+    )
 
     # Then both calls land after the pause, and Dataverse was asked once while the user was throttled
     assert [r for r in results if isinstance(r, Exception)] == []

@@ -36,7 +36,9 @@ def test_a_number_is_found_however_it_was_typed_and_in_any_phone_column(dyn, fak
 
 def test_email_comes_before_phone_and_the_most_recently_modified_match_wins(dyn, fake):
     fake.add("contact", lastname="Old", emailaddress1="john@example.com", modifiedon="2025-01-01T00:00:00.000000Z")
-    newest = fake.add("contact", lastname="New", emailaddress2="JOHN@example.com", modifiedon="2026-01-01T00:00:00.000000Z")
+    newest = fake.add(
+        "contact", lastname="New", emailaddress2="JOHN@example.com", modifiedon="2026-01-01T00:00:00.000000Z"
+    )
     fake.add("contact", lastname="By phone", telephone1=NUMBER, modifiedon="2026-06-01T00:00:00.000000Z")
     connector = dyn.connector()
     connector.deliver(dyn.delivery(connector))
@@ -82,8 +84,15 @@ def test_answers_are_cached_in_redis_nobody_included(dyn, fake):
     for i in range(3):
         connector.deliver(dyn.delivery(connector, call_session_id=f"known-{i}"))
     for i in range(3):
-        connector.deliver(dyn.delivery(connector, call_session_id=f"stranger-{i}", caller_email="x@example.com",
-                                       phone="+14155550199", callee_number="+14155550199"))  # fmt: skip
+        connector.deliver(
+            dyn.delivery(
+                connector,
+                call_session_id=f"stranger-{i}",
+                caller_email="x@example.com",
+                phone="+14155550199",
+                callee_number="+14155550199",
+            )
+        )
     assert fake.requests["GET contacts"] == 1 + 2  # john once; the stranger once by email, once by phone
     assert fake.requests["GET leads"] == 2
     assert all(c["_regardingobjectid_value"] == contact for c in fake.records("phonecall") if "known" in c["subject"])
@@ -123,8 +132,10 @@ def test_skip_writes_nothing_and_says_why(dyn, fake):
 
 def test_create_contact_creates_one_contact_for_every_call_from_one_unknown_caller(dyn, fake):
     connector = dyn.connector(match={"on_missing": "create_contact"}, batch_size=10, batch_linger_seconds=0.2)
-    calls = [dyn.delivery(connector, call_session_id=f"unknown-{i}", caller_name="Ann Lee", caller_email=None)
-             for i in range(6)]  # fmt: skip
+    calls = [
+        dyn.delivery(connector, call_session_id=f"unknown-{i}", caller_name="Ann Lee", caller_email=None)
+        for i in range(6)
+    ]
 
     results = dyn.concurrently(connector.deliver, calls)
 

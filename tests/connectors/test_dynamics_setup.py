@@ -65,8 +65,10 @@ def test_check_refuses_a_certificate_file_without_its_certificate(dyn, tmp_path,
     key_only = tmp_path / "key.pem"
     key_only.write_bytes(certificate.pem_path.read_bytes().split(b"-----BEGIN CERTIFICATE-----")[0])
     problems = dyn.offline(auth={"client_secret": "", "certificate_file": str(key_only)}).check()
-    assert problems == [f"connectors.dyn.auth.certificate_file: {key_only}: holds no PEM certificate (the file must "
-                        "contain the key and the certificate)"]  # fmt: skip
+    assert problems == [
+        f"connectors.dyn.auth.certificate_file: {key_only}: holds no PEM certificate (the file must "
+        "contain the key and the certificate)"
+    ]
 
 
 def test_check_points_at_mapping_fields_the_connector_owns(dyn, tmp_path):
@@ -86,7 +88,9 @@ def test_preview_shows_the_lookups_and_the_calls_change_set_without_secrets(dyn)
 
     targets = [p.target for p in previews]
     base = "https://contoso.crm.dynamics.com/api/data/v9.2"
-    assert targets[0].startswith(f"GET {base}/contacts?$select=contactid,fullname,modifiedon&$filter=statecode%20eq%200")
+    assert targets[0].startswith(
+        f"GET {base}/contacts?$select=contactid,fullname,modifiedon&$filter=statecode%20eq%200"
+    )
     assert "emailaddress1%20eq%20'john@example.com'" in targets[0]
     assert targets[1].startswith(f"GET {base}/leads?")
     assert "telephone1%20eq%20'%2B14155550100'" in targets[2] and "'(415)%20555-0100'" in targets[2]
@@ -95,8 +99,10 @@ def test_preview_shows_the_lookups_and_the_calls_change_set_without_secrets(dyn)
     assert batch.headers["Content-Type"].startswith("multipart/mixed; boundary=batch_")
     assert batch.headers["Prefer"] == "odata.continue-on-error"
     assert batch.headers["OData-Version"] == batch.headers["OData-MaxVersion"] == "4.0"
-    assert batch.headers["Authorization"] == "Bearer <access token from https://login.microsoftonline.com/" \
-                                              "7d1c2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b/oauth2/v2.0/token>"  # fmt: skip
+    assert (
+        batch.headers["Authorization"] == "Bearer <access token from https://login.microsoftonline.com/"
+        "7d1c2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b/oauth2/v2.0/token>"
+    )
     lines = batch.body
     call = phonecall_id(CALL_ID)
     assert f"PATCH {base}/phonecalls({call}) HTTP/1.1" in lines
@@ -112,10 +118,16 @@ def test_preview_shows_the_lookups_and_the_calls_change_set_without_secrets(dyn)
 
 def test_preview_without_batching_lists_each_request(dyn):
     connector = dyn.offline(batch_size=1, match={"on_missing": "create_contact"})
-    previews = connector.preview(dyn.delivery(connector, post_call_analysis={"next_steps": "Call back", "goals_met": False}))
+    previews = connector.preview(
+        dyn.delivery(connector, post_call_analysis={"next_steps": "Call back", "goals_met": False})
+    )
     writes = [p for p in previews if p.target.startswith("PATCH")]
     assert [p.target.split("/api/data/v9.2/")[1].split("(")[0] for p in writes] == [
-        "contacts", "phonecalls", "tasks", "phonecalls"]  # fmt: skip
+        "contacts",
+        "phonecalls",
+        "tasks",
+        "phonecalls",
+    ]
     assert writes[0].target.endswith("(only when nobody matches)")
     assert writes[0].headers["If-None-Match"] == "*"
     assert writes[-1].headers["If-Match"] == "*" and writes[-1].body == {"statecode": 1, "statuscode": 2}

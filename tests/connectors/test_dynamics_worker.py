@@ -12,8 +12,9 @@ from tests.fakes.httpserver import Fault
 pytest_plugins = ("tests.connectors.dynamics_support",)  # fixtures: fake, dyn
 
 
-def test_a_refused_column_becomes_a_dead_letter_with_dataverses_code_and_message(tmp_path, dyn, fake, redis_url,
-                                                                                  redis_client):  # fmt: skip
+def test_a_refused_column_becomes_a_dead_letter_with_dataverses_code_and_message(
+    tmp_path, dyn, fake, redis_url, redis_client
+):
     mapping = tmp_path / "broken.yaml"
     text = (ROOT / "mappings" / "dynamics_phonecall.yaml").read_text()
     mapping.write_text(text.replace("\nfields:\n", '\nfields:\n  agni_nope: "x"\n', 1))
@@ -49,8 +50,7 @@ def test_a_burst_lands_exactly_once_in_few_requests_without_a_429(tmp_path, dyn,
     people = [dyn.person(i) for i in range(6)]
     for p in people:
         fake.add("contact", lastname="Doe", emailaddress1=p["caller_email"], telephone1=p["phone"])
-    settings = dyn.settings(tmp_path, threads=16, requests_per_5_minutes=60, batch_size=50,
-                            batch_linger_seconds=0.1)  # fmt: skip
+    settings = dyn.settings(tmp_path, threads=16, requests_per_5_minutes=60, batch_size=50, batch_linger_seconds=0.1)
     calls = [(f"burst-{i:03d}", payload_bytes(call_session_id=f"burst-{i:03d}", **people[i % 6])) for i in range(150)]
 
     # When 150 calls arrive at once
@@ -79,8 +79,13 @@ def test_a_burst_lands_exactly_once_in_few_requests_without_a_429(tmp_path, dyn,
 
 
 def test_throttling_keeps_calls_queued_until_dataverse_lets_them_through(tmp_path, dyn, fake, redis_url, redis_client):
-    throttled = {"error": {"code": "0x80072321", "message": "Combined execution time of incoming requests exceeded "
-                           "limit of 1,200,000 milliseconds over time window of 300 seconds."}}  # fmt: skip
+    throttled = {
+        "error": {
+            "code": "0x80072321",
+            "message": "Combined execution time of incoming requests exceeded "
+            "limit of 1,200,000 milliseconds over time window of 300 seconds.",
+        }
+    }
     fake.faults.add(Fault(status=429, body=throttled, headers={"Retry-After": "1"}), times=6, path_prefix="/api/data/")
     settings = dyn.settings(tmp_path)
     calls = [(f"t-{i}", payload_bytes(call_session_id=f"t-{i}", **dyn.person(i))) for i in range(5)]

@@ -56,7 +56,7 @@ __all__ = ["CLIENT_ID", "CLIENT_SECRET", "TENANT", "FakeDynamics"]
 
 TENANT = "7d1c2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 CLIENT_ID = "3f2e1d0c-9b8a-4766-a5b4-c3d2e1f0a9b8"
-CLIENT_SECRET = "fake-client-secret-value"  # noqa: S105 - a test credential
+CLIENT_SECRET = "fake-client-secret-value"
 ORGANIZATION = "c0ffee00-1111-4222-8333-444455556666"
 BUSINESS_UNIT = "b0b0b0b0-1111-4222-8333-444455556666"
 GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -98,6 +98,7 @@ class FakeDynamics(FakeServer):
         self.require_odata_headers = require_odata_headers
         self.throttled: Counter[str] = Counter()  # error code -> 429s answered
         self.operations: Counter[str] = Counter()  # "PATCH phonecalls" etc., inside batches too
+        self.refusals: Counter[str] = Counter()  # error code -> writes refused (0x80040237: "already exists")
         self.total_requests = 0  # Web API requests that reached the limits (a $batch is one)
         self.max_in_flight = 0
         self._hits: deque[float] = deque()
@@ -170,9 +171,11 @@ class FakeDynamics(FakeServer):
             expires = self.tokens.get(token) if scheme == "Bearer" else None
         if expires is not None and expires > self.clock():
             return None
-        challenge = (f'Bearer error="invalid_token", error_description="The access token is missing, invalid or '
-                     f'expired.", authorization_uri="https://login.microsoftonline.com/{TENANT}/oauth2/authorize", '
-                     f'resource_id="{self.url}"')  # fmt: skip
+        challenge = (
+            f'Bearer error="invalid_token", error_description="The access token is missing, invalid or '
+            f'expired.", authorization_uri="https://login.microsoftonline.com/{TENANT}/oauth2/authorize", '
+            f'resource_id="{self.url}"'
+        )
         return FakeResponse(401, b"", {"WWW-Authenticate": challenge, "OData-Version": "4.0"})
 
     def _admit(self) -> FakeResponse | None:
@@ -188,8 +191,10 @@ class FakeDynamics(FakeServer):
             if len(self._hits) >= self.requests_per_window:
                 self.throttled["0x80072322"] += 1
                 wait = max(1, int(self._hits[0] + self.window_seconds - now + 0.999))
-                message = (f"Number of requests exceeded the limit of {self.requests_per_window} over time window of "
-                           f"{int(self.window_seconds)} seconds.")  # fmt: skip
+                message = (
+                    f"Number of requests exceeded the limit of {self.requests_per_window} over time window of "
+                    f"{int(self.window_seconds)} seconds."
+                )
                 return _answer(ApiError(429, "0x80072322", message, {"Retry-After": str(wait)}))
             self._hits.append(now)
             self._in_flight += 1
@@ -199,11 +204,17 @@ class FakeDynamics(FakeServer):
 
     def _api(self, request: FakeRequest, path: str) -> FakeResponse:
         headers = request.headers
-        if self.require_odata_headers and (headers.get("odata-version") != "4.0" or headers.get("odata-maxversion") != "4.0"):
+        if self.require_odata_headers and (
+            headers.get("odata-version") != "4.0" or headers.get("odata-maxversion") != "4.0"
+        ):
             raise ApiError(400, "0x80060888", "Send OData-Version: 4.0 and OData-MaxVersion: 4.0 (fake's strictness).")
         if "application/json" not in headers.get("accept", ""):
-            raise ApiError(406, "0x80060888", "A supported MIME type could not be found that matches the acceptable "
-                           "MIME types for the request. Send Accept: application/json.")  # fmt: skip
+            raise ApiError(
+                406,
+                "0x80060888",
+                "A supported MIME type could not be found that matches the acceptable "
+                "MIME types for the request. Send Accept: application/json.",
+            )
         query = {name: values[-1] for name, values in request.query.items()}
         if path == "$batch":
             if request.method != "POST":
@@ -229,16 +240,34 @@ class FakeDynamics(FakeServer):
         if unknown:
             raise ApiError(400, "0x80060888", f"The query parameter '{unknown[0]}' is not supported.")
         if path == "WhoAmI" and method == "GET":
-            return _json(200, {"@odata.context": f"{self.base}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
-                               "BusinessUnitId": BUSINESS_UNIT, "UserId": self.app_user,
-                               "OrganizationId": ORGANIZATION})  # fmt: skip
+            return _json(
+                200,
+                {
+                    "@odata.context": f"{self.base}/$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+                    "BusinessUnitId": BUSINESS_UNIT,
+                    "UserId": self.app_user,
+                    "OrganizationId": ORGANIZATION,
+                },
+            )
         found = _PRIVILEGES.match(path)
         if found and method == "GET":
             held = sorted(self.privileges) if found.group(1).lower() == self.app_user else []
-            privileges = [{"Depth": "Global", "PrivilegeId": str(uuid.uuid5(uuid.NAMESPACE_OID, name)),
-                           "BusinessUnitId": BUSINESS_UNIT, "PrivilegeName": name} for name in held]  # fmt: skip
-            return _json(200, {"@odata.context": f"{self.base}/$metadata#Microsoft.Dynamics.CRM."
-                               "RetrieveUserPrivilegesResponse", "RolePrivileges": privileges})  # fmt: skip
+            privileges = [
+                {
+                    "Depth": "Global",
+                    "PrivilegeId": str(uuid.uuid5(uuid.NAMESPACE_OID, name)),
+                    "BusinessUnitId": BUSINESS_UNIT,
+                    "PrivilegeName": name,
+                }
+                for name in held
+            ]
+            return _json(
+                200,
+                {
+                    "@odata.context": f"{self.base}/$metadata#Microsoft.Dynamics.CRM.RetrieveUserPrivilegesResponse",
+                    "RolePrivileges": privileges,
+                },
+            )
         record = _RECORD.match(path)
         table = BY_SET.get(record.group(1) if record else path)
         if table is None:
@@ -250,10 +279,27 @@ class FakeDynamics(FakeServer):
                 self._require(f"prvRead{noun}", table.name)
                 return _json(200, self._row(table.name, record_id, query.get("$select")))
             if method == "PATCH":
-                mode = "create" if headers.get("if-none-match") == "*" else "update" if headers.get("if-match") else "upsert"
+                mode = (
+                    "create"
+                    if headers.get("if-none-match") == "*"
+                    else "update"
+                    if headers.get("if-match")
+                    else "upsert"
+                )
                 etag = headers.get("if-match") if headers.get("if-match") not in (None, "*") else None
-                created = self.store.write(table, record_id, _body(body), mode=mode, etag=etag, caller=self.app_user,
-                                           privileges=self.privileges)  # fmt: skip
+                try:
+                    created = self.store.write(
+                        table,
+                        record_id,
+                        _body(body),
+                        mode=mode,
+                        etag=etag,
+                        caller=self.app_user,
+                        privileges=self.privileges,
+                    )
+                except ApiError as exc:
+                    self.refusals[exc.code] += 1
+                    raise
                 location = f"{self.base}/{table.entity_set}({record_id})"
                 return 204, {"OData-EntityId": location, **({"Location": location} if created else {})}, b""
             if method == "DELETE":
@@ -266,8 +312,9 @@ class FakeDynamics(FakeServer):
             return _json(200, self._query(table.name, query))
         elif method == "POST":
             new_id = str(uuid.uuid4())
-            self.store.write(table, new_id, _body(body), mode="create", etag=None, caller=self.app_user,
-                             privileges=self.privileges)  # fmt: skip
+            self.store.write(
+                table, new_id, _body(body), mode="create", etag=None, caller=self.app_user, privileges=self.privileges
+            )
             location = f"{self.base}/{table.entity_set}({new_id})"
             return 204, {"OData-EntityId": location, "Location": location}, b""
         raise ApiError(405, "0x80060888", f"The HTTP method '{method}' is not allowed on '{path}'.")
@@ -363,8 +410,9 @@ class FakeDynamics(FakeServer):
         if request.body.strip() and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _inner_error(ApiError(415, "0x80060888", "Batch request bodies must be application/json."), request)
         try:
-            status, headers, body = self._execute(request.method, unquote(parts.path), query, request.headers,
-                                                  request.body.strip())  # fmt: skip
+            status, headers, body = self._execute(
+                request.method, unquote(parts.path), query, request.headers, request.body.strip()
+            )
         except ApiError as exc:
             return _inner_error(exc, request)
         return InnerResponse(status, {"OData-Version": "4.0", **headers}, body, request.content_id)

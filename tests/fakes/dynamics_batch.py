@@ -28,9 +28,20 @@ __all__ = ["MAX_OPERATIONS", "BatchError", "InnerRequest", "InnerResponse", "par
 
 MAX_OPERATIONS = 1000
 CRLF = "\r\n"
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed", 415: "Unsupported Media Type",
-           429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
+REASONS = {
+    200: "OK",
+    201: "Created",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    412: "Precondition Failed",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 
 
 class BatchError(Exception):

@@ -54,50 +54,109 @@ class Table:
 
     def readable(self) -> set[str]:
         lookups = {f"_{name.split('_')[0]}_value" for name in self.binds if not name.endswith("_parties")}
-        return {*self.columns, self.key, "statecode", "statuscode", "createdon", "modifiedon", "versionnumber",
-                "_ownerid_value", *lookups}  # fmt: skip
+        return {
+            *self.columns,
+            self.key,
+            "statecode",
+            "statuscode",
+            "createdon",
+            "modifiedon",
+            "versionnumber",
+            "_ownerid_value",
+            *lookups,
+        }
 
 
 _TEXT, _MEMO, _INT, _BOOL, _DATE = "text", "memo", "int", "bool", "datetime"
 _ACTIVITY = {
-    "subject": (_TEXT, 200), "description": (_MEMO, 2000), "actualstart": (_DATE, None), "actualend": (_DATE, None),
-    "actualdurationminutes": (_INT, None), "scheduledstart": (_DATE, None), "scheduledend": (_DATE, None),
-    "prioritycode": (_INT, None), "category": (_TEXT, 250), "subcategory": (_TEXT, 250),
-}  # fmt: skip
-_PERSON = {
-    "firstname": (_TEXT, 50), "lastname": (_TEXT, 50), "fullname": (_TEXT, 160), "emailaddress1": (_TEXT, 100),
-    "emailaddress2": (_TEXT, 100), "emailaddress3": (_TEXT, 100), "telephone1": (_TEXT, 50),
-    "telephone2": (_TEXT, 50), "telephone3": (_TEXT, 50), "mobilephone": (_TEXT, 50), "jobtitle": (_TEXT, 100),
+    "subject": (_TEXT, 200),
     "description": (_MEMO, 2000),
-}  # fmt: skip
+    "actualstart": (_DATE, None),
+    "actualend": (_DATE, None),
+    "actualdurationminutes": (_INT, None),
+    "scheduledstart": (_DATE, None),
+    "scheduledend": (_DATE, None),
+    "prioritycode": (_INT, None),
+    "category": (_TEXT, 250),
+    "subcategory": (_TEXT, 250),
+}
+_PERSON = {
+    "firstname": (_TEXT, 50),
+    "lastname": (_TEXT, 50),
+    "fullname": (_TEXT, 160),
+    "emailaddress1": (_TEXT, 100),
+    "emailaddress2": (_TEXT, 100),
+    "emailaddress3": (_TEXT, 100),
+    "telephone1": (_TEXT, 50),
+    "telephone2": (_TEXT, 50),
+    "telephone3": (_TEXT, 50),
+    "mobilephone": (_TEXT, 50),
+    "jobtitle": (_TEXT, 100),
+    "description": (_MEMO, 2000),
+}
 
 TABLES = {
     "phonecall": Table(
-        "phonecall", "phonecalls", "activityid",
+        "phonecall",
+        "phonecalls",
+        "activityid",
         {**_ACTIVITY, "phonenumber": (_TEXT, 200), "directioncode": (_BOOL, None), "leftvoicemail": (_BOOL, None)},
-        binds={"regardingobjectid_contact_phonecall": "contact", "regardingobjectid_lead_phonecall": "lead",
-               "ownerid": "systemuser", "phonecall_activity_parties": "activityparty"},
-        states={0: {1}, 1: {2, 4}, 2: {3}}, default_state=(0, 1), activity=True,
+        binds={
+            "regardingobjectid_contact_phonecall": "contact",
+            "regardingobjectid_lead_phonecall": "lead",
+            "ownerid": "systemuser",
+            "phonecall_activity_parties": "activityparty",
+        },
+        states={0: {1}, 1: {2, 4}, 2: {3}},
+        default_state=(0, 1),
+        activity=True,
     ),
     "task": Table(
-        "task", "tasks", "activityid", {**_ACTIVITY, "percentcomplete": (_INT, None)},
-        binds={"regardingobjectid_contact_task": "contact", "regardingobjectid_lead_task": "lead", "ownerid": "systemuser"},
-        states={0: {2, 3, 4, 7}, 1: {5}, 2: {6}}, default_state=(0, 2), activity=True,
+        "task",
+        "tasks",
+        "activityid",
+        {**_ACTIVITY, "percentcomplete": (_INT, None)},
+        binds={
+            "regardingobjectid_contact_task": "contact",
+            "regardingobjectid_lead_task": "lead",
+            "ownerid": "systemuser",
+        },
+        states={0: {2, 3, 4, 7}, 1: {5}, 2: {6}},
+        default_state=(0, 2),
+        activity=True,
     ),
     "annotation": Table(
-        "annotation", "annotations", "annotationid",
+        "annotation",
+        "annotations",
+        "annotationid",
         {"subject": (_TEXT, 500), "notetext": (_MEMO, 100_000), "isdocument": (_BOOL, None)},
-        binds={"objectid_phonecall": "phonecall", "objectid_contact": "contact", "objectid_lead": "lead",
-               "ownerid": "systemuser"},
-        states={}, default_state=(0, 1),
+        binds={
+            "objectid_phonecall": "phonecall",
+            "objectid_contact": "contact",
+            "objectid_lead": "lead",
+            "ownerid": "systemuser",
+        },
+        states={},
+        default_state=(0, 1),
     ),
-    "contact": Table("contact", "contacts", "contactid", dict(_PERSON), binds={"ownerid": "systemuser"},
-                     states={0: {1}, 1: {2}}),
-    "lead": Table("lead", "leads", "leadid", {**_PERSON, "subject": (_TEXT, 300), "companyname": (_TEXT, 100)},
-                  binds={"ownerid": "systemuser"}, states={0: {1, 2}, 1: {3}, 2: {4, 5, 6, 7}}),
-    "systemuser": Table("systemuser", "systemusers", "systemuserid",
-                        {"fullname": (_TEXT, 200), "isdisabled": (_BOOL, None), "internalemailaddress": (_TEXT, 100)}),
-}  # fmt: skip
+    "contact": Table(
+        "contact", "contacts", "contactid", dict(_PERSON), binds={"ownerid": "systemuser"}, states={0: {1}, 1: {2}}
+    ),
+    "lead": Table(
+        "lead",
+        "leads",
+        "leadid",
+        {**_PERSON, "subject": (_TEXT, 300), "companyname": (_TEXT, 100)},
+        binds={"ownerid": "systemuser"},
+        states={0: {1, 2}, 1: {3}, 2: {4, 5, 6, 7}},
+    ),
+    "systemuser": Table(
+        "systemuser",
+        "systemusers",
+        "systemuserid",
+        {"fullname": (_TEXT, 200), "isdisabled": (_BOOL, None), "internalemailaddress": (_TEXT, 100)},
+    ),
+}
 BY_SET = {table.entity_set: table for table in TABLES.values()}
 
 
@@ -116,10 +175,16 @@ def convert(table: Table, name: str, value: Any, lengths: dict[str, int] | None 
         return None
     if kind in (_TEXT, _MEMO):
         if not isinstance(value, str):
-            raise ApiError(400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type 'Edm.String'.")
+            raise ApiError(
+                400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type 'Edm.String'."
+            )
         if limit is not None and len(value) > limit:
-            raise ApiError(400, "0x80044331", f"A validation error occurred.  The length of the '{name}' attribute of "
-                           f"the '{table.name}' entity exceeded the maximum allowed length of '{limit}'.")  # fmt: skip
+            raise ApiError(
+                400,
+                "0x80044331",
+                f"A validation error occurred.  The length of the '{name}' attribute of "
+                f"the '{table.name}' entity exceeded the maximum allowed length of '{limit}'.",
+            )
         return value
     if kind == _INT:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -127,18 +192,25 @@ def convert(table: Table, name: str, value: Any, lengths: dict[str, int] | None 
         return value
     if kind == _BOOL:
         if not isinstance(value, bool):
-            raise ApiError(400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type 'Edm.Boolean'.")
+            raise ApiError(
+                400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type 'Edm.Boolean'."
+            )
         return value
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:
-        raise ApiError(400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type "
-                       "'Edm.DateTimeOffset'.")  # fmt: skip
+        raise ApiError(
+            400, "0x80060888", f"Cannot convert the literal '{value}' to the expected type 'Edm.DateTimeOffset'."
+        )
     return str(value)
 
 
 def unknown_property(table: Table, name: str) -> ApiError:
-    return ApiError(400, "0x80060888", f"The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM."
-                    f"{table.name}'. Make sure to only use property names that are defined by the type.")  # fmt: skip
+    return ApiError(
+        400,
+        "0x80060888",
+        f"The property '{name}' does not exist on type 'Microsoft.Dynamics.CRM."
+        f"{table.name}'. Make sure to only use property names that are defined by the type.",
+    )

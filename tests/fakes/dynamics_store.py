@@ -35,8 +35,14 @@ from .dynamics_schema import BY_SET, TABLES, ApiError, Table, convert, parse_bin
 __all__ = ["ALL_PRIVILEGES", "Store"]
 
 OTC = {"contact": 2, "lead": 4, "phonecall": 4210, "task": 4212, "annotation": 5, "systemuser": 8}
-PRIVILEGE_NOUN = {"phonecall": "Activity", "task": "Activity", "annotation": "Note", "contact": "Contact",
-                  "lead": "Lead", "systemuser": "User"}  # fmt: skip
+PRIVILEGE_NOUN = {
+    "phonecall": "Activity",
+    "task": "Activity",
+    "annotation": "Note",
+    "contact": "Contact",
+    "lead": "Lead",
+    "systemuser": "User",
+}
 ALL_PRIVILEGES = frozenset(
     f"prv{verb}{noun}"
     for noun in ("Activity", "Note", "Contact", "Lead", "User")
@@ -94,8 +100,9 @@ class Store:
         if mode == "update" and existing is None:
             raise ApiError(404, "0x80040217", f"{table.name} With Id = {record_id} Does Not Exist")
         if etag and existing is not None and etag != f'W/"{existing["versionnumber"]}"':
-            raise ApiError(412, "0x80060882", "The version of the existing record doesn't match the RowVersion "
-                           "property provided.")  # fmt: skip
+            raise ApiError(
+                412, "0x80060882", "The version of the existing record doesn't match the RowVersion property provided."
+            )
         creating = existing is None
         noun = PRIVILEGE_NOUN[table.name]
         _require(privileges, f"prv{'Create' if creating else 'Write'}{noun}", table, caller)
@@ -119,9 +126,16 @@ class Store:
 
     # -- the pieces of a write ------------------------------------------------------------------
     def _apply(
-        self, table: Table, row: dict[str, Any], key: str, value: Any, *, creating: bool, caller: str,
+        self,
+        table: Table,
+        row: dict[str, Any],
+        key: str,
+        value: Any,
+        *,
+        creating: bool,
+        caller: str,
         privileges: frozenset[str] | set[str],
-    ) -> None:  # fmt: skip
+    ) -> None:
         if key.endswith("@odata.bind"):
             navigation = key.removesuffix("@odata.bind")
             target = self._bound(table, navigation, value)
@@ -139,8 +153,11 @@ class Store:
             row["parties"] = self._parties(value)
         elif key in ("statecode", "statuscode"):
             if creating:
-                raise ApiError(400, "0x80040203", f"'{key}' cannot be set when a {table.name} is created; create it "
-                               "open, then change its state")  # fmt: skip
+                raise ApiError(
+                    400,
+                    "0x80040203",
+                    f"'{key}' cannot be set when a {table.name} is created; create it open, then change its state",
+                )
         elif key == table.key:
             if str(value).lower() != row.get(table.key, str(value).lower()):
                 raise ApiError(400, "0x80040203", f"The {table.key} in the body does not match the one in the URL.")
@@ -153,13 +170,20 @@ class Store:
 
     def _bound(self, table: Table, navigation: str, value: Any) -> str:
         if navigation not in table.binds:
-            raise ApiError(400, "0x80060888", f"An undeclared property '{navigation}' which only has property "
-                           "annotations in the payload but no property value was found in the payload.")  # fmt: skip
+            raise ApiError(
+                400,
+                "0x80060888",
+                f"An undeclared property '{navigation}' which only has property "
+                "annotations in the payload but no property value was found in the payload.",
+            )
         found = parse_bind(value)
         expected = TABLES[table.binds[navigation]]
         if found is None or BY_SET.get(found[0]) is not expected:
-            raise ApiError(400, "0x80060888", f"'{value}' is not a valid reference to {expected.entity_set} for "
-                           f"'{navigation}@odata.bind'.")  # fmt: skip
+            raise ApiError(
+                400,
+                "0x80060888",
+                f"'{value}' is not a valid reference to {expected.entity_set} for '{navigation}@odata.bind'.",
+            )
         if found[1] not in self.rows[expected.name]:
             raise ApiError(404, "0x80040217", f"{expected.name} With Id = {found[1]} Does Not Exist")
         return found[1]
@@ -172,8 +196,11 @@ class Store:
             mask = party.get("participationtypemask") if isinstance(party, dict) else None
             binds = [k for k in party if k.endswith("@odata.bind")] if isinstance(party, dict) else []
             if not isinstance(mask, int) or isinstance(mask, bool) or not 1 <= mask <= 11 or len(binds) != 1:
-                raise ApiError(400, "0x80060888", "Each activity party needs a participationtypemask (1-11) and "
-                               "one partyid_<table>@odata.bind.")  # fmt: skip
+                raise ApiError(
+                    400,
+                    "0x80060888",
+                    "Each activity party needs a participationtypemask (1-11) and one partyid_<table>@odata.bind.",
+                )
             entity = binds[0].removeprefix("partyid_").removesuffix("@odata.bind")
             found = parse_bind(party[binds[0]])
             if entity not in PARTY_TABLES or found is None or found[0] != TABLES[entity].entity_set:
@@ -183,7 +210,9 @@ class Store:
             parties.append({"participationtypemask": mask, "entity": entity, "id": found[1]})
         return parties
 
-    def _state(self, table: Table, row: dict[str, Any], body: dict[str, Any], *, creating: bool, record_id: str) -> None:
+    def _state(
+        self, table: Table, row: dict[str, Any], body: dict[str, Any], *, creating: bool, record_id: str
+    ) -> None:
         if creating:
             row["statecode"], row["statuscode"] = table.default_state
             return
@@ -195,8 +224,11 @@ class Store:
             raise ApiError(400, "0x80040203", f"{state} is not a valid state code on {table.name} with Id {record_id}.")
         status = body.get("statuscode", min(valid))
         if status not in valid:
-            raise ApiError(400, "0x80040203", f"{status} is not a valid status code for state code {state} on "
-                           f"{table.name} with Id {record_id}.")  # fmt: skip
+            raise ApiError(
+                400,
+                "0x80040203",
+                f"{status} is not a valid status code for state code {state} on {table.name} with Id {record_id}.",
+            )
         row["statecode"], row["statuscode"] = state, status
 
     def _now(self) -> str:
@@ -205,7 +237,11 @@ class Store:
 
 def _require(privileges: frozenset[str] | set[str], privilege: str, table: Table, caller: str) -> None:
     if privilege not in privileges:
-        raise ApiError(403, "0x80040220", f"Principal user (Id={caller}, type=8, roleCount=1, privilegeCount="
-                       f"{len(privileges)}, accessMode=4), is missing {privilege} privilege (Id="
-                       f"{uuid.uuid5(uuid.NAMESPACE_OID, privilege)}) on OTC={OTC[table.name]} for entity "
-                       f"'{table.name}'. context.Caller={caller}")  # fmt: skip
+        raise ApiError(
+            403,
+            "0x80040220",
+            f"Principal user (Id={caller}, type=8, roleCount=1, privilegeCount="
+            f"{len(privileges)}, accessMode=4), is missing {privilege} privilege (Id="
+            f"{uuid.uuid5(uuid.NAMESPACE_OID, privilege)}) on OTC={OTC[table.name]} for entity "
+            f"'{table.name}'. context.Caller={caller}",
+        )

@@ -58,33 +58,46 @@ class TokenIssuer:
         if request.method != "POST":
             return _error(405, "invalid_request", 900561, "The endpoint only accepts POST requests."), None
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-            return _error(400, "invalid_request", 900144, "The request body must contain the parameter 'grant_type'."), None
+            return _error(
+                400, "invalid_request", 900144, "The request body must contain the parameter 'grant_type'."
+            ), None
         form = {k: v[0] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
         if form.get("grant_type") != "client_credentials":
             return _error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."), None
         if form.get("client_id") != self.client_id:
-            message = (f"Application with identifier '{form.get('client_id')}' was not found in the directory "
-                       f"'{self.tenant}'.")  # fmt: skip
+            message = (
+                f"Application with identifier '{form.get('client_id')}' was not found in the directory '{self.tenant}'."
+            )
             return _error(400, "unauthorized_client", 700016, message), None
         if form.get("scope") != f"{self.resource}/.default":
-            message = f"The provided value for the input parameter 'scope' is not valid. The scope {form.get('scope')} is not valid."
+            scope = form.get("scope")
+            message = f"The provided value for the input parameter 'scope' is not valid. The scope {scope} is invalid."
             return _error(400, "invalid_scope", 70011, message), None
         if "client_secret" in form and "client_assertion" in form:
             return _error(400, "invalid_request", 90101, "Only one client credential may be sent."), None
         if "client_secret" in form:
             if self.client_secret is None or not secrets.compare_digest(form["client_secret"], self.client_secret):
-                message = ("Invalid client secret provided. Ensure the secret being sent in the request is the client "
-                           f"secret value, not the client secret ID, for a secret added to app '{self.client_id}'.")  # fmt: skip
+                message = (
+                    "Invalid client secret provided. Ensure the secret being sent in the request is the client "
+                    f"secret value, not the client secret ID, for a secret added to app '{self.client_id}'."
+                )
                 return _error(401, "invalid_client", 7000215, message), None
         elif form.get("client_assertion_type") == ASSERTION_TYPE and form.get("client_assertion"):
             problem = self._assertion_problem(form["client_assertion"], token_url, now)
             if problem:
-                return _error(401, "invalid_client", 700027, f"Client assertion failed signature validation. {problem}"), None
+                return _error(
+                    401, "invalid_client", 700027, f"Client assertion failed signature validation. {problem}"
+                ), None
         else:
             message = "The request body must contain the parameter 'client_assertion' or 'client_secret'."
             return _error(401, "invalid_client", 7000218, message), None
         token = secrets.token_urlsafe(32)
-        body = {"token_type": "Bearer", "expires_in": self.lifetime, "ext_expires_in": self.lifetime, "access_token": token}
+        body = {
+            "token_type": "Bearer",
+            "expires_in": self.lifetime,
+            "ext_expires_in": self.lifetime,
+            "access_token": token,
+        }
         return FakeResponse.json(200, body), token
 
     def _assertion_problem(self, assertion: str, token_url: str, now: float) -> str | None:
@@ -102,7 +115,7 @@ class TokenIssuer:
         for pem in self.certificates:
             certificate = x509.load_pem_x509_certificate(pem)
             der = certificate.public_bytes(Encoding.DER)
-            sha1 = _b64url(hashlib.sha1(der).digest())  # noqa: S324 - x5t is a SHA-1 thumbprint by definition
+            sha1 = _b64url(hashlib.sha1(der).digest())
             sha256 = _b64url(hashlib.sha256(der).digest())
             if header.get("x5t") == sha1 or header.get("x5t#S256") == sha256:
                 chosen = certificate
@@ -132,8 +145,14 @@ def _error(status: int, error: str, code: int, message: str) -> FakeResponse:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     trace, correlation = uuid.uuid4(), uuid.uuid4()
     description = f"AADSTS{code}: {message} Trace ID: {trace} Correlation ID: {correlation} Timestamp: {now}"
-    body = {"error": error, "error_description": description, "error_codes": [code], "timestamp": now,
-            "trace_id": str(trace), "correlation_id": str(correlation)}  # fmt: skip
+    body = {
+        "error": error,
+        "error_description": description,
+        "error_codes": [code],
+        "timestamp": now,
+        "trace_id": str(trace),
+        "correlation_id": str(correlation),
+    }
     return FakeResponse.json(status, body)
 
 
