@@ -165,6 +165,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_records_crm_id"), ["crm_id"], unique=False)
+    # The log's position in the event stream: one row, moved by compare-and-set (bridge.db.writer).
+    op.execute("INSERT INTO log_state (name, value) VALUES ('cursor', '0-0')")
     # Case-insensitive agent and disposition search, newest first (expression indexes).
     op.create_index("ix_calls_agent_lower_received_at", "calls", [sa.text("lower(agent_name)"), "received_at"])
     op.create_index("ix_calls_disposition_lower_received_at", "calls", [sa.text("lower(disposition)"), "received_at"])
