@@ -65,8 +65,11 @@ def load_certificate(pem: bytes, password: str = "") -> Certificate:
     try:
         key = serialization.load_pem_private_key(pem, password=password.encode() if password else None)
     except TypeError as exc:  # encrypted without a password, or a password for a plain key
-        raise ValueError("the private key is encrypted: set certificate_password" if not password else
-                         "certificate_password is given but the key is not encrypted") from exc  # fmt: skip
+        raise ValueError(
+            "the private key is encrypted: set certificate_password"
+            if not password
+            else "certificate_password is given but the key is not encrypted"
+        ) from exc
     except ValueError as exc:
         raise ValueError("the private key cannot be read (a wrong certificate_password, or not a PEM key)") from exc
     if not isinstance(key, rsa.RSAPrivateKey):

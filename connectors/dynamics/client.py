@@ -124,8 +124,9 @@ class DataverseClient:
         content_type, body = batch.encode(parts)
         operations = sum(1 if isinstance(p, batch.Operation) else len(p) for p in parts)
         headers = {"Content-Type": content_type, "Prefer": CONTINUE_ON_ERROR}
-        response = self._send("POST", "$batch", raw=body, headers=headers, what=what, operations=operations,
-                              expect=_is_multipart)  # fmt: skip
+        response = self._send(
+            "POST", "$batch", raw=body, headers=headers, what=what, operations=operations, expect=_is_multipart
+        )
         try:
             answers = batch.decode(response.headers.get("content-type", ""), response.content)
         except batch.BatchFormatError as exc:  # a proxy's page, a cut answer: every part is safe to send again
@@ -207,8 +208,9 @@ class DataverseClient:
             if self.limits is not None:
                 self.limits.throttled(wait)
                 if wait > self.limits.max_inline_pause:
-                    return PausedError(error.message, retry_after=wait, status=429, code=error.code,
-                                       details=error.details)  # fmt: skip
+                    return PausedError(
+                        error.message, retry_after=wait, status=429, code=error.code, details=error.details
+                    )
             error.retry_after = wait
         return error
 

@@ -102,8 +102,13 @@ class DynamicsConnector(Connector):
                 timing = {"linger": config.batch_linger_seconds, "max_wait": config.batch_max_wait_seconds}
                 name = f"dynamics-{self.name}"
                 lookups = Lookups(client, batch_size=config.batch_size, name=name, **timing)
-                cache = LookupCache(services.redis, f"{services.prefix}:dynamics:{self.name}:lookup",
-                                    config.lookup_cache_seconds, destination="Dataverse", log=self.log)  # fmt: skip
+                cache = LookupCache(
+                    services.redis,
+                    f"{services.prefix}:dynamics:{self.name}:lookup",
+                    config.lookup_cache_seconds,
+                    destination="Dataverse",
+                    log=self.log,
+                )
                 finder = PersonFinder(client, lookups, cache, config.match)
                 writer = CallWriter(client, batch_size=config.batch_size, name=name, log=self.log, **timing)
                 self._parts = _Parts(client, lookups, finder, writer)
@@ -126,8 +131,12 @@ class DynamicsConnector(Connector):
         try:
             return self._deliver(parts, delivery, fresh=False)
         except _StalePerson as stale:
-            self.log.info("cached %s %s no longer exists (%s); looking the caller up again",
-                          stale.person.entity, stale.person.id, stale.reason)  # fmt: skip
+            self.log.info(
+                "cached %s %s no longer exists (%s); looking the caller up again",
+                stale.person.entity,
+                stale.person.id,
+                stale.reason,
+            )
             return self._deliver(parts, delivery, fresh=True)
 
     def close(self) -> None:

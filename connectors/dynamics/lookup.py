@@ -70,8 +70,14 @@ class Lookups:
         self.client = client
         self._batcher: Batcher[Query, Rows] | None = None
         if batch_size > 1:
-            self._batcher = Batcher(self._run_many, max_size=batch_size, linger=linger, max_wait=max_wait,
-                                    concurrency=IN_FLIGHT, name=f"{name}-lookups")  # fmt: skip
+            self._batcher = Batcher(
+                self._run_many,
+                max_size=batch_size,
+                linger=linger,
+                max_wait=max_wait,
+                concurrency=IN_FLIGHT,
+                name=f"{name}-lookups",
+            )
 
     def rows(self, query: Query) -> Rows:
         """The matching rows, most recently modified first (at most one)."""

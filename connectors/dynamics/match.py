@@ -69,8 +69,10 @@ def spellings(raw: Any, region: str) -> tuple[str, ...]:
     if found is None:
         return ()
     number = phonenumbers.parse(found.e164)
-    formatted = [phonenumbers.format_number(number, style) for style in
-                 (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL)]  # fmt: skip
+    formatted = [
+        phonenumbers.format_number(number, style)
+        for style in (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    ]
     return tuple(dict.fromkeys([found.e164, found.national, found.digits, *formatted]))
 
 

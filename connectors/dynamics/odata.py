@@ -37,8 +37,14 @@ NAMESPACE = uuid.UUID("5b7d353b-3c68-4f18-b417-c0e33204cfbc")
 """The bridge's uuid5 namespace for Dataverse record ids (fixed: changing it would re-create every record)."""
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 QUERY_SAFE = "$,()'*:@/-._~"
-ENTITY_SETS = {"contact": "contacts", "lead": "leads", "phonecall": "phonecalls", "task": "tasks",
-               "annotation": "annotations", "systemuser": "systemusers"}  # fmt: skip
+ENTITY_SETS = {
+    "contact": "contacts",
+    "lead": "leads",
+    "phonecall": "phonecalls",
+    "task": "tasks",
+    "annotation": "annotations",
+    "systemuser": "systemusers",
+}
 
 
 def literal(value: str) -> str:

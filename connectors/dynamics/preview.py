@@ -20,6 +20,7 @@ from connectors.dynamics.lookup import Query
 from connectors.dynamics.match import Identity
 from connectors.dynamics.odata import ENTITY_SETS, encode_query, person_id
 from connectors.dynamics.records import CallPlan, Person, build_plan, owner_for, person_body
+from connectors.dynamics.writer import changeset
 
 if TYPE_CHECKING:
     from bridge.mapping import CompiledMapping
@@ -64,12 +65,14 @@ def _writes(plan: CallPlan, config: DynamicsConfig, read: dict[str, str]) -> lis
     creates = [(f"{base}/{w.entity_set}({w.record_id})", w.body, {"If-None-Match": "*"}) for w in plan.creates()]
     close = (f"{base}/phonecalls({plan.phonecall.record_id})", plan.close, {"If-Match": "*"})
     if config.batch_size > 1:
-        operations = [batch.Operation("PATCH", url, body, headers) for url, body, headers in [*creates, close]]
-        content_type, body = batch.encode([operations])
+        content_type, body = batch.encode([changeset(base, plan)])
         headers = {**read, "Content-Type": content_type, "Prefer": CONTINUE_ON_ERROR}
         lines: Any = body.decode().split("\r\n")
-        return [Preview(f"POST {base}/$batch (one change set: the call's writes land together or not at all)",
-                        lines, headers)]  # fmt: skip
+        return [
+            Preview(
+                f"POST {base}/$batch (one change set: the call's writes land together or not at all)", lines, headers
+            )
+        ]
     previews = [
         Preview(f"PATCH {url}", body, {**read, "Content-Type": "application/json", **headers})
         for url, body, headers in creates

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bridge.connector import Delivery
+from bridge.errors import PermanentError
 from bridge.templating import TRUNCATION_MARKER, call_direction, truncate
 from connectors.dynamics.config import DynamicsConfig
 from connectors.dynamics.odata import ENTITY_SETS, bind, follow_up_id, note_id, phonecall_id
@@ -57,11 +58,26 @@ MAX_LENGTHS = {
     "phonecall": {"subject": 200, "phonenumber": 200, "category": 250, "subcategory": 250},
     "task": {"subject": 200, "description": 2000, "category": 250, "subcategory": 250},
     "annotation": {"subject": 500, "notetext": 100_000},
-    "contact": {"firstname": 50, "lastname": 50, "emailaddress1": 100, "telephone1": 50, "mobilephone": 50,
-                "jobtitle": 100, "description": 2000},
-    "lead": {"firstname": 50, "lastname": 50, "emailaddress1": 100, "telephone1": 50, "mobilephone": 50,
-             "subject": 300, "companyname": 100, "description": 2000},
-}  # fmt: skip
+    "contact": {
+        "firstname": 50,
+        "lastname": 50,
+        "emailaddress1": 100,
+        "telephone1": 50,
+        "mobilephone": 50,
+        "jobtitle": 100,
+        "description": 2000,
+    },
+    "lead": {
+        "firstname": 50,
+        "lastname": 50,
+        "emailaddress1": 100,
+        "telephone1": 50,
+        "mobilephone": 50,
+        "subject": 300,
+        "companyname": 100,
+        "description": 2000,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -144,8 +160,10 @@ def build_plan(
         marker = NOTE_MARKER if writes_note else TRUNCATION_MARKER
         phonecall["description"] = truncate(description, config.description_max_length, marker)
         where = "the full text is in a note" if writes_note else "the mapping has no note.notetext to keep it"
-        notes.append(f"phonecall.description was {len(description):,} characters; cut to "
-                     f"{config.description_max_length:,} ({where})")  # fmt: skip
+        notes.append(
+            f"phonecall.description was {len(description):,} characters; cut to "
+            f"{config.description_max_length:,} ({where})"
+        )
         if writes_note:
             body = _fit("annotation", note_fields, notes)
             body["objectid_phonecall@odata.bind"] = bind("phonecalls", phonecall_id(call_id))
@@ -160,9 +178,7 @@ def build_plan(
     if parties:
         phonecall["phonecall_activity_parties"] = parties
 
-    statuscode = close_fields.get("statuscode")
-    close = {"statecode": 1, "statuscode": int(statuscode) if statuscode not in (None, "") else
-             (MADE if outgoing else RECEIVED)}  # fmt: skip
+    close = {"statecode": 1, "statuscode": _statuscode(close_fields.get("statuscode"), outgoing)}
     return CallPlan(
         call_session_id=call_id,
         phonecall=Write("phonecalls", phonecall_id(call_id), phonecall),
@@ -212,6 +228,19 @@ def _split(record: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any],
         else:
             fields[key] = value
     return fields, note, close
+
+
+def _statuscode(value: Any, outgoing: bool) -> int:
+    """The Completed status reason: the mapping's `close.statuscode`, else 2 Made / 4 Received by direction."""
+    if value in (None, ""):
+        return MADE if outgoing else RECEIVED
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PermanentError(
+            f"mapping field close.statuscode rendered {value!r}: a status reason number "
+            "(2 Made, 4 Received, or your own) is needed"
+        ) from None
 
 
 def _parties(person: Person | None, owner: str | None, outgoing: bool) -> list[dict[str, Any]]:

@@ -50,7 +50,7 @@ from connectors.dynamics.client import DataverseClient
 from connectors.dynamics.errors import copy_error, error_from_answer
 from connectors.dynamics.records import CallPlan, Write
 
-__all__ = ["IN_FLIGHT", "CallWriter", "ChangesetBatch"]
+__all__ = ["IN_FLIGHT", "CallWriter", "ChangesetBatch", "changeset", "describe"]
 
 IN_FLIGHT = 1  # one write batch in flight: under load the next one fills up meanwhile (see salesforce/batch.py)
 OPEN, COMPLETED = 0, 1
@@ -74,8 +74,14 @@ class CallWriter:
         self.log = log
         self._batcher: Batcher[CallPlan, bool] | None = None
         if batch_size > 1:
-            self._batcher = Batcher(ChangesetBatch(client), max_size=batch_size, linger=linger, max_wait=max_wait,
-                                    concurrency=IN_FLIGHT, name=f"{name}-calls")  # fmt: skip
+            self._batcher = Batcher(
+                ChangesetBatch(client),
+                max_size=batch_size,
+                linger=linger,
+                max_wait=max_wait,
+                concurrency=IN_FLIGHT,
+                name=f"{name}-calls",
+            )
 
     def write(self, plan: CallPlan) -> str:
         """Write the call; "created" when this delivery wrote it, "completed" when it finished an earlier attempt's
@@ -94,8 +100,9 @@ class CallWriter:
         if state == OPEN:
             self._close(plan)
         elif state != COMPLETED:
-            self.log.info("phone call %s is in state %s (canceled in Dynamics?); left as it is",
-                          plan.phonecall.record_id, state)  # fmt: skip
+            self.log.info(
+                "phone call %s is in state %s (canceled in Dynamics?); left as it is", plan.phonecall.record_id, state
+            )
         return "completed"
 
     def close(self) -> None:
@@ -132,17 +139,9 @@ class ChangesetBatch:
     def __call__(self, plans: Sequence[CallPlan]) -> list[bool | ConnectorError]:
         parts: list[list[Operation]] = []
         named: dict[str, str] = {}  # Content-ID -> what that operation does
-        for index, plan in enumerate(plans):
-            operations = []
-            for number, write in enumerate(plan.creates(), start=1):
-                content_id = f"{index + 1}.{number}"
-                named[content_id] = _what(write)
-                url = self.client.url(f"{write.entity_set}({write.record_id})")
-                operations.append(Operation("PATCH", url, write.body, {"If-None-Match": "*"}, content_id))
-            content_id = f"{index + 1}.close"
-            named[content_id] = f"complete phonecall {plan.phonecall.record_id}"
-            url = self.client.url(f"phonecalls({plan.phonecall.record_id})")
-            operations.append(Operation("PATCH", url, plan.close, {"If-Match": "*"}, content_id))
+        for plan in plans:
+            operations = changeset(self.client.base, plan, first_content_id=len(named) + 1)
+            named.update(zip((o.content_id or "" for o in operations), describe(plan), strict=True))
             parts.append(operations)
         try:
             answers = self.client.batch(parts, what=f"write {len(plans)} call(s) as change sets ($batch)")
@@ -150,6 +149,22 @@ class ChangesetBatch:
             return [copy_error(exc) for _ in plans]
         together = zip(plans, parts, answers, strict=True)
         return [_outcome(plan, operations, responses, named) for plan, operations, responses in together]
+
+
+def changeset(base: str, plan: CallPlan, *, first_content_id: int = 1) -> list[Operation]:
+    """The call's change set: a create-only PATCH per record, then the close; Content-IDs numbered from
+    `first_content_id` (unique within the batch)."""
+    requests = [(f"{base}/{w.entity_set}({w.record_id})", w.body, {"If-None-Match": "*"}) for w in plan.creates()]
+    requests.append((f"{base}/phonecalls({plan.phonecall.record_id})", plan.close, {"If-Match": "*"}))
+    return [
+        Operation("PATCH", url, body, headers, str(first_content_id + number))
+        for number, (url, body, headers) in enumerate(requests)
+    ]
+
+
+def describe(plan: CallPlan) -> list[str]:
+    """What each operation of :func:`changeset` does, in order (for errors and dead letters)."""
+    return [*(_what(w) for w in plan.creates()), f"complete phonecall {plan.phonecall.record_id}"]
 
 
 def _outcome(

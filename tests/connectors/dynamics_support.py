@@ -30,8 +30,9 @@ from connectors.dynamics.auth import TokenProvider
 from connectors.dynamics.odata import phonecall_id
 from tests.conftest import ROOT, make_delivery, make_settings
 from tests.fakes.dynamics import CLIENT_ID, CLIENT_SECRET, TENANT, FakeDynamics
+from tests.fakes.tls import TestPKI, make_test_pki
 
-__all__ = ["Certificate", "DynHarness", "built", "certificate", "dyn", "fake", "make_certificate"]
+__all__ = ["Certificate", "DynHarness", "built", "certificate", "dyn", "fake", "make_certificate", "tls_dyn"]
 
 MAPPINGS = ROOT / "mappings"
 OWNER_AGENT = "Support Agent"
@@ -87,6 +88,21 @@ class DynHarness:
 
     person = staticmethod(lambda i: person(i))
     concurrently = staticmethod(lambda fn, items: concurrently(fn, items))
+
+
+@pytest.fixture
+def tls_dyn(
+    tmp_path: Path, redis_client: redis.Redis, built: list[DynamicsConnector]
+) -> Iterator[tuple[DynHarness, TestPKI]]:
+    """A harness on an environment served over TLS by a private test CA, and that CA."""
+    TokenProvider.forget_all()
+    pki = make_test_pki(tmp_path / "pki")
+    server = FakeDynamics(ssl_context=pki.server_context()).start()
+    yield DynHarness(server, redis_client, built), pki
+    for connector in built:
+        connector.close()
+    server.stop()
+    TokenProvider.forget_all()
 
 
 @pytest.fixture

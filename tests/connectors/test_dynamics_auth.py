@@ -147,3 +147,18 @@ def test_tokens_and_secrets_an_answer_echoes_are_redacted_from_errors(dyn, fake)
     assert "proxy error" in shown
     assert token not in shown and CLIENT_SECRET not in shown
     assert "<redacted>" in shown
+
+
+def test_https_to_the_environment_and_the_token_endpoint_trusts_the_ca_bundle(tls_dyn):
+    dyn, pki = tls_dyn
+    trusted = dyn.connector(name="trusted", ca_bundle=str(pki.ca_path), instance_url=dyn.fake.url)
+    assert dyn.fake.url.startswith("https://127.0.0.1:") and trusted.check() == []
+
+    trusted.deliver(dyn.delivery(trusted))
+
+    assert dyn.fake.count("phonecall") == 1
+    untrusted = dyn.connector(name="untrusted", use_redis=False)
+    with pytest.raises(RetryableError) as caught:
+        untrusted.deliver(dyn.delivery(untrusted, call_session_id="other"))
+    assert "TLS failed (certificate verify failed" in caught.value.message
+    assert "set the connector's ca_bundle" in caught.value.message
