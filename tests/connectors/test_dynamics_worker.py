@@ -6,7 +6,16 @@ import time
 from contextlib import ExitStack
 
 from connectors.dynamics.odata import phonecall_id
-from tests.conftest import ROOT, call_store, dead_letters, enqueue, payload_bytes, running_worker, wait_for
+from tests.conftest import (
+    ROOT,
+    call_store,
+    dead_letters,
+    enqueue,
+    history,
+    payload_bytes,
+    running_worker,
+    wait_for,
+)
 from tests.fakes.httpserver import Fault
 
 pytest_plugins = ("tests.connectors.dynamics_support",)  # fixtures: fake, dyn
@@ -79,14 +88,12 @@ def test_a_burst_lands_exactly_once_in_few_requests_without_a_429(tmp_path, dyn,
 
 
 def test_throttling_keeps_calls_queued_until_dataverse_lets_them_through(tmp_path, dyn, fake, redis_url, redis_client):
-    throttled = {
-        "error": {
-            "code": "0x80072321",
-            "message": "Combined execution time of incoming requests exceeded "
-            "limit of 1,200,000 milliseconds over time window of 300 seconds.",
-        }
-    }
-    fake.faults.add(Fault(status=429, body=throttled, headers={"Retry-After": "1"}), times=6, path_prefix="/api/data/")
+    message = (
+        "Combined execution time of incoming requests exceeded limit of 1,200,000 milliseconds over time window "
+        "of 300 seconds."
+    )
+    throttled = {"error": {"code": "0x80072321", "message": message}}
+    fake.faults.add(Fault(status=429, body=throttled, headers={"Retry-After": "1"}), times=3, path_prefix="/api/data/")
     settings = dyn.settings(tmp_path)
     calls = [(f"t-{i}", payload_bytes(call_session_id=f"t-{i}", **dyn.person(i))) for i in range(5)]
     with running_worker(settings, redis_url):
@@ -95,3 +102,7 @@ def test_throttling_keeps_calls_queued_until_dataverse_lets_them_through(tmp_pat
         wait_for(lambda: all(done.done(call_id, "dyn") for call_id, _ in calls), timeout=30, interval=0.1)
     assert fake.count("phonecall") == 5
     assert dead_letters(settings, redis_client, "dyn") == {}
+    events = [e for call_id, _ in calls for e in history(settings, redis_client, call_id)]
+    paused = [e for e in events if e.get("type") == "paused"]
+    assert any("Combined execution time of incoming requests exceeded" in e.get("reason", "") for e in paused)
+    assert not [e for e in events if e.get("outcome") == "retry"]  # no retry was used up
