@@ -61,11 +61,13 @@ from bridge.validation import format_validation_error
 __all__ = [
     "BUILTIN",
     "CompiledMapping",
+    "FieldOutcome",
     "FieldSpec",
     "MappingFile",
     "MappingLoader",
     "builtin_mappings",
     "compile_mapping",
+    "compile_text",
     "render_context",
 ]
 
@@ -119,6 +121,17 @@ class _CompiledField:
     spec: FieldSpec
 
 
+@dataclass(frozen=True)
+class FieldOutcome:
+    """One field as :meth:`CompiledMapping.render_fields` rendered it: its value, or why it failed."""
+
+    name: str
+    where: str
+    """`fields.Subject`, `follow_up.fields.Subject`, `new_contact.LastName`: how errors and `check` name it."""
+    value: Any
+    error: str = ""
+
+
 @dataclass
 class CompiledMapping:
     """A loaded, compiled mapping file; `render*` turn a call context into records."""
@@ -156,16 +169,52 @@ class CompiledMapping:
         follow_up = self.spec.follow_up
         if follow_up is None or not follow_up.enabled or self._follow_up_when is None:
             return None
-        ctx = self.context(context)
-        call = ctx.get("call") or {}
-        anchor = call.get("ended_at") or call.get("started_at") or call.get("created_at")
-        ctx["due_date"] = add_days(anchor, follow_up.due_in_days)
+        ctx = self._follow_up_context(context, follow_up)
         if not truthy(self._render_template(self._follow_up_when, "follow_up.when", ctx)):
             return None
         return self._render(self._follow_up, "follow_up.fields", ctx)
 
     def render_new_contact(self, context: MappingABC[str, Any]) -> dict[str, Any]:
         return self._render(self._new_contact, "new_contact", self.context(context))
+
+    def follow_up_applies(self, context: MappingABC[str, Any]) -> bool:
+        """Whether `render_follow_up` would give a record (the section is on and its `when` holds)."""
+        follow_up = self.spec.follow_up
+        if follow_up is None or not follow_up.enabled or self._follow_up_when is None:
+            return False
+        ctx = self._follow_up_context(context, follow_up)
+        return truthy(self._render_template(self._follow_up_when, "follow_up.when", ctx))
+
+    def render_fields(self, section: str, context: MappingABC[str, Any]) -> list[FieldOutcome]:
+        """Every field of a section (`fields`, `follow_up`, `new_contact`) rendered on its own, each with its value
+        or its error (the same MappingError text delivery raises): the console's playground shows every failing
+        field at once, where `render*` stop at the first. A field that renders empty and is omitted has value None.
+        """
+        if section == "fields":
+            items, where, ctx = self._fields, "fields", self.context(context)
+        elif section == "follow_up":
+            follow_up = self.spec.follow_up or FollowUpSpec()
+            items, where, ctx = self._follow_up, "follow_up.fields", self._follow_up_context(context, follow_up)
+        elif section == "new_contact":
+            items, where, ctx = self._new_contact, "new_contact", self.context(context)
+        else:
+            raise ValueError(f"unknown mapping section {section!r}")
+        outcomes = []
+        for item in items:
+            try:
+                record = self._render([item], where, ctx)
+            except MappingError as exc:
+                outcomes.append(FieldOutcome(item.name, f"{where}.{item.name}", None, str(exc)))
+                continue
+            outcomes.append(FieldOutcome(item.name, f"{where}.{item.name}", record.get(item.name)))
+        return outcomes
+
+    def _follow_up_context(self, context: MappingABC[str, Any], follow_up: FollowUpSpec) -> dict[str, Any]:
+        ctx = self.context(context)
+        call = ctx.get("call") or {}
+        anchor = call.get("ended_at") or call.get("started_at") or call.get("created_at")
+        ctx["due_date"] = add_days(anchor, follow_up.due_in_days)
+        return ctx
 
     # -- internals ---------------------------------------------------------------------
     def _render(self, fields: list[_CompiledField], section: str, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +351,12 @@ def compile_mapping(path: Path, env: SandboxEnvironment) -> CompiledMapping:
     except OSError as exc:
         raise MappingError(f"{path}: cannot read mapping file: {exc.strerror or exc}") from exc
     return _compile_source(data, path.name, str(path), env)
+
+
+def compile_text(text: str, name: str, origin: str, env: SandboxEnvironment) -> CompiledMapping:
+    """Compile a mapping held in memory (the console's playground) exactly as the file `name` at `origin` (a
+    path, or BUILTIN) would be: the same checks, the same digest, errors worded as `check` words them."""
+    return _compile_source(text.encode("utf-8"), name, origin, env)
 
 
 def _compile_source(data: bytes, name: str, origin: str, env: SandboxEnvironment) -> CompiledMapping:

@@ -73,6 +73,8 @@ class HubSpotClient:
         self._pause = pause
         self._http: httpx.Client | None = None
         self._lock = threading.Lock()
+        self.quota: Any = None
+        """A bridge.quota.QuotaRecorder when the connector has Redis: the console's overview shows the limits."""
 
     def __repr__(self) -> str:  # never show the token
         return f"HubSpotClient({self.base_url}{self.objects_path})"
@@ -246,6 +248,8 @@ class HubSpotClient:
                 on_send()
             with translate_transport_errors(f"HubSpot {what}", self.trust):
                 response = self.http.request(method, path, json=body)
+        if self.quota is not None:
+            self.quota.hubspot(response.headers)
         if response.status_code < 300:
             if not response.content:
                 return {}

@@ -46,6 +46,7 @@ from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Servi
 from bridge.errors import PermanentError
 from bridge.ledger import Ledger, Outcome, write_once
 from bridge.mapping import CompiledMapping
+from bridge.quota import QuotaRecorder
 from bridge.tls import trust_problems
 from connectors.hubspot.batch import NewObject
 from connectors.hubspot.client import HubSpotClient
@@ -90,6 +91,8 @@ class HubSpotConnector(Connector):
         with self._lock:
             if self._client is None:
                 self._client = build_client(self.config, self.services, self._budget)
+                if self.services.redis is not None:
+                    self._client.quota = QuotaRecorder(self.services.redis, self.services.prefix, self.name)
             return self._client
 
     def _stores(self) -> Stores:

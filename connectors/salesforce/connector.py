@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Services
+from bridge.quota import QuotaRecorder
 from connectors.salesforce.config import SalesforceConfig, config_problems
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ __all__ = ["SalesforceConnector"]
 
 UNKNOWN_COMPANY = "[not provided]"  # what Salesforce's own Web-to-Lead writes when there is no company
 COLLECTION_UPSERT_VERSION = 46.0  # sObject Collections upsert exists from this API version on
+# DeliveryResult.records kinds -> the sObject of their Lightning record page (record_url)
+_RECORD_OBJECTS = {"Task": "Task", "follow_up": "Task", "Lead": "Lead", "ContentVersion": "ContentVersion"}
 
 
 @dataclass
@@ -94,6 +97,8 @@ class SalesforceConnector(Connector):
                 api = SalesforceApi(
                     config, delivery=services.delivery, resolve_path=services.resolve_path, log=self.log
                 )
+                if services.redis is not None:
+                    api.usage.quota = QuotaRecorder(services.redis, services.prefix, self.name)
                 schema = Schema(api.describe, self.log)
                 prefix = f"{services.prefix}:salesforce:{self.name}"
                 name = f"salesforce-{self.name}"
@@ -151,6 +156,14 @@ class SalesforceConnector(Connector):
         return links
 
     # -- the interface ------------------------------------------------------------------------
+    def record_url(self, kind: str, record_id: str) -> str | None:
+        """The record's Lightning page ({instance}/lightning/r/{sObject}/{id}/view): the console's deep link."""
+        sobject = _RECORD_OBJECTS.get(kind)
+        if sobject is None or not record_id.isalnum() or len(record_id) not in (15, 18):
+            return None
+        base = self.config.instance_url or (self._parts.api.auth.token().instance_url if self._parts else "")
+        return f"{base.rstrip('/')}/lightning/r/{sobject}/{record_id}/view" if base else None
+
     def check(self) -> list[str]:
         return config_problems(self.name, self.config, self.services.resolve_path)
 

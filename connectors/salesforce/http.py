@@ -58,6 +58,8 @@ class ApiUsage:
         self._clock = clock
         self._warned_at: float | None = None
         self._lock = threading.Lock()
+        self.quota: Any = None
+        """A bridge.quota.QuotaRecorder when the connector has Redis: the console's overview shows the usage."""
 
     def observe(self, header: str | None) -> None:
         """Record a `Sforce-Limit-Info` header value (ignored when absent or unreadable)."""
@@ -65,6 +67,8 @@ class ApiUsage:
         if found is None:
             return
         used, total = int(found.group(1)), int(found.group(2))
+        if self.quota is not None:
+            self.quota.salesforce(used, total)
         with self._lock:
             self.used, self.total = used, total
             if total <= 0 or used / total < self.warning_share:
