@@ -542,7 +542,7 @@ BREAKAGES = [
            (DC, '"--appendonly", "yes", ', "")),
     breaks("redis: the api uses a Redis compose does not run", redis_durability_problems,
            "'redis://cache:6379/0' names no service",
-           (DC, "REDIS_URL: redis://redis:6379/0\n      BRIDGE", "REDIS_URL: redis://cache:6379/0\n      BRIDGE")),
+           (DC, "REDIS_URL: redis://redis:6379/0\n      DATABASE", "REDIS_URL: redis://cache:6379/0\n      DATABASE")),
     breaks("environment: a misspelt variable", environment_problems,
            "environment.HUBSPOT_TOKN: config.example.yaml reads no ${HUBSPOT_TOKN}",
            (DC, "HUBSPOT_TOKEN: ${HUBSPOT_TOKEN:-}", "HUBSPOT_TOKN: ${HUBSPOT_TOKEN:-}")),
