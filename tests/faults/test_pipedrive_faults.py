@@ -78,12 +78,18 @@ def test_a_worker_killed_mid_write_with_5xx_and_429s_leaves_one_call_log_and_one
         victim.wait(5)
         pipedrive.latency_seconds = 0.0
         bridge.start("worker")
-        wait_for(
-            lambda: len(markers(pipedrive.live_call_logs())) == N and len(markers(pipedrive.live_activities())) == N,
-            timeout=120,
-            interval=0.25,
-            message="every call's call log and follow-up in Pipedrive",
-        )
+        try:
+            wait_for(
+                lambda: len(markers(pipedrive.live_call_logs())) == len(markers(pipedrive.live_activities())) == N,
+                timeout=180,
+                interval=0.25,
+                message="every call's call log and follow-up in Pipedrive",
+            )
+        except AssertionError as exc:
+            missing = sorted(set(ids) - set(markers(pipedrive.live_call_logs())))
+            unfollowed = sorted(set(ids) - set(markers(pipedrive.live_activities())))
+            raise AssertionError(f"{exc}; no call log: {missing[:10]}, no follow-up: {unfollowed[:10]}; "
+                                 f"worker logs:\n{bridge.log_text()[-4000:]}") from exc  # fmt: skip
     finally:
         bridge.stop_all()
         redis_server.stop()
