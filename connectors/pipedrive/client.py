@@ -13,6 +13,7 @@ that timed out may have been written: the exactly-once guard decides on the next
 
 The answers' `x-daily-ratelimit-token-remaining` is watched: at 0 the shared pause is set at once (the next
 request would only collect a 429), and below 10% of `x-daily-ratelimit-token-limit` a warning is logged once.
+The budget figures also go to the console's overview (:mod:`bridge.quota`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,23 @@ from bridge.tls import Trust
 from connectors.pipedrive.auth import Credentials
 from connectors.pipedrive.errors import NOT_SENT, certainly_not_written, daily_budget_left, error_from_response
 
-__all__ = ["Envelope", "PipedriveClient"]
+__all__ = ["Envelope", "PipedriveClient", "quota_figures"]
 
 LOW_BUDGET_SHARE = 0.1
+_QUOTA_HEADERS = {
+    "x-daily-ratelimit-token-limit": "daily_limit",
+    "x-daily-ratelimit-token-remaining": "daily_remaining",
+    "x-ratelimit-limit": "window_limit",
+    "x-ratelimit-remaining": "window_remaining",
+}
+
+
+def quota_figures(headers: httpx.Headers) -> dict[str, int]:
+    """The budget figures one answer carries, named as bridge.quota names them (the window is Pipedrive's 2 s)."""
+    found = {name: int(raw) for header, name in _QUOTA_HEADERS.items() if (raw := headers.get(header, "")).isdigit()}
+    if "window_limit" in found:
+        found["window_ms"] = 2000
+    return found
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,8 @@ class PipedriveClient:
         self._http: httpx.Client | None = None
         self._lock = threading.Lock()
         self._warned_low = False
+        self.quota: Any = None
+        """A bridge.quota.QuotaRecorder when the connector has Redis: the console's overview shows the limits."""
 
     def __repr__(self) -> str:  # never show a token
         return f"PipedriveClient({self.credentials.base_url})"
@@ -205,6 +222,8 @@ class PipedriveClient:
         return Envelope(found.get("data"), additional if isinstance(additional, dict) else {})
 
     def _watch_budget(self, response: httpx.Response) -> None:
+        if self.quota is not None:
+            self.quota.record(quota_figures(response.headers))
         left = daily_budget_left(response.headers)
         if left is None or response.status_code == 429:
             return

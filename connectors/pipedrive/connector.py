@@ -38,6 +38,7 @@ from bridge.connector import Connector, Delivery, DeliveryResult, Preview, Servi
 from bridge.errors import PermanentError
 from bridge.ledger import Ledger, Outcome, write_once
 from bridge.mapping import CompiledMapping
+from bridge.quota import QuotaRecorder
 from bridge.tls import resolve_trust, trust_problems
 from connectors.pipedrive.api import PipedriveApi
 from connectors.pipedrive.config import PipedriveConfig, config_problems, mapping_problems
@@ -76,6 +77,8 @@ class PipedriveConnector(Connector):
         with self._lock:
             if self._api is None:
                 self._api = build_api(self.config, self.services, self._budget, f"bridge.connector.{self.name}")
+                if self.services.redis is not None:
+                    self._api.client.quota = QuotaRecorder(self.services.redis, self.services.prefix, self.name)
             return self._api
 
     def _stores(self) -> Stores:

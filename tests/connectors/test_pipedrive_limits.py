@@ -92,6 +92,17 @@ def test_the_budget_header_reaching_zero_pauses_before_pipedrive_has_to_refuse(r
         assert fake.throttled["daily"] == 0
 
 
+def test_the_budget_figures_reach_the_consoles_overview(redis_client):
+    from bridge.quota import read_quotas
+
+    with running_fake(daily_tokens=1000, requests_per_2s=40) as fake:
+        deliver(make_connector(fake, redis_client))
+
+    figures = read_quotas(redis_client, "agni", ["pd"])["pd"]
+    assert (figures["daily_limit"], figures["window_limit"], figures["window_ms"]) == (1000, 40, 2000)
+    assert figures["daily_remaining"] < 1000
+
+
 def test_two_workers_sharing_the_burst_budget_never_draw_a_429(redis_client):
     with running_fake(requests_per_2s=8) as fake:
         fake.add_person("John Doe", emails=(JOHN_EMAIL,))
