@@ -54,6 +54,7 @@ class FaultRecord:
     pid: int | None = None
     note: str = ""
     unclean: bool = False  # sigterm only: the worker gave up on deliveries (or died) instead of finishing them
+    process: str = ""  # the process struck, named like its log (worker-3): what the receiver's writes name
 
     @property
     def explains_duplicates(self) -> bool:
@@ -66,7 +67,7 @@ class FaultRecord:
 
     def describe(self, t0: float) -> str:
         end = "…" if self.end is None else f"{self.end - t0:6.1f}"
-        pid = f" pid {self.pid}" if self.pid else ""
+        pid = f" {self.process or 'pid'} ({self.pid})" if self.pid else ""
         mark = " *" if self.explains_duplicates else ""
         return f"{self.start - t0:6.1f} → {end}s  {self.target:<8} {self.kind}{pid}{mark}  {self.note}".rstrip()
 
@@ -134,7 +135,7 @@ class Cluster:
         if process is None or not slot.alive or (busy and fault.kind != "sigkill"):
             self.timeline.append(FaultRecord(fault.kind, slot.name, now, now, note=f"skipped: {busy}"))
             return
-        record = FaultRecord(fault.kind, slot.name, now, pid=process.pid)
+        record = FaultRecord(fault.kind, slot.name, now, pid=process.pid, process=self._name(process))
         self.timeline.append(record)
         if fault.kind == "sigkill":
             slot.killed = True
@@ -195,7 +196,15 @@ class Cluster:
             if slot.stopping is not None and now > slot.stopping.start + self.shutdown_seconds + STOP_GRACE:
                 # Like systemd's TimeoutStopSec: a process that ignores SIGTERM is killed.
                 self.timeline.append(
-                    FaultRecord("sigkill", slot.name, now, now, process.pid, note="SIGTERM not honoured in time")
+                    FaultRecord(
+                        "sigkill",
+                        slot.name,
+                        now,
+                        now,
+                        process.pid,
+                        note="SIGTERM not honoured in time",
+                        process=self._name(process),
+                    )
                 )
                 slot.killed = True
                 process.send_signal(signal.SIGKILL)
@@ -208,7 +217,10 @@ class Cluster:
             record.note = f"exit {code}" + (", shutdown timeout expired: deliveries put back" if requeued else "")
         elif not slot.killed:
             tail = self._log(process).strip().splitlines()[-1:] or ["(empty log)"]
-            self.timeline.append(FaultRecord("crash", slot.name, now, now, process.pid, f"exit {code}: {tail[0]}"))
+            note = f"exit {code}: {tail[0]}"
+            self.timeline.append(
+                FaultRecord("crash", slot.name, now, now, process.pid, note, process=self._name(process))
+            )
         if slot.frozen is not None:
             slot.frozen.end, slot.frozen = now, None
         slot.process, slot.killed, slot.restart_at = None, False, now + RESTART_DELAY
@@ -217,7 +229,10 @@ class Cluster:
         slot.process = self.bridge.spawn(slot.kind, port=slot.port)
         if note:
             now = time.time()
-            self.timeline.append(FaultRecord("start", slot.name, now, now, slot.process.pid, note))
+            process = slot.process
+            self.timeline.append(
+                FaultRecord("start", slot.name, now, now, process.pid, note, process=self._name(process))
+            )
 
     def restore(self, timeout: float = 60.0) -> None:
         """End every fault now: resume paused processes, bring Redis back, heal the CRM, restart the dead."""
@@ -240,6 +255,10 @@ class Cluster:
 
     def _slot(self, name: str) -> Slot:
         return next(slot for slot in self.slots if slot.name == name)
+
+    def _name(self, process: subprocess.Popen[bytes]) -> str:
+        path = self.bridge.log_paths.get(process.pid)
+        return path.stem if path else ""
 
     def _log(self, process: subprocess.Popen[bytes]) -> str:
         path = self.bridge.log_paths.get(process.pid)

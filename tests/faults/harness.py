@@ -51,17 +51,23 @@ connectors:
 """
 
 
+PROCESS_VARIABLE = "AGNI_TEST_PROCESS"  # each harness process's name (its log's name: worker-3, api-0…)
+PROCESS_HEADER = "x-agni-test-process"
+
+
 class Receiver(FakeServer):
     """Keeps one record per webhook-id (an upsert), and counts every request that reached it.
 
-    `arrivals` keeps the wall-clock time of every write, so a soak can tell which fault a second write
-    of the same call followed."""
+    `arrivals` keeps the wall-clock time of every write and `senders` the process that made it (the
+    PROCESS_HEADER a harness process sends, see `connector_yaml`), so a soak can tell which fault a
+    second write of the same call followed."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.records: dict[str, bytes] = {}
         self.writes: Counter[str] = Counter()
         self.arrivals: dict[str, list[float]] = {}
+        self.senders: dict[str, list[str]] = {}
         self.delay = delay
 
     def handle(self, request: FakeRequest) -> FakeResponse:
@@ -72,6 +78,7 @@ class Receiver(FakeServer):
             self.records[key] = request.body
             self.writes[key] += 1
             self.arrivals.setdefault(key, []).append(time.time())
+            self.senders.setdefault(key, []).append(request.headers.get(PROCESS_HEADER, ""))
         return FakeResponse.json(200, {"ok": True})
 
     def call_ids(self) -> set[str]:
@@ -79,8 +86,10 @@ class Receiver(FakeServer):
             return {key.removeprefix("msg_") for key in self.records}
 
 
-def connector_yaml(name: str, url: str) -> str:
-    return f"  {name}: {{type: webhook_forward, url: '{url}', secret: '${{FWD_SECRET}}'}}\n"
+def connector_yaml(name: str, url: str, *, tag_process: bool = False) -> str:
+    """A webhook_forward connector; `tag_process`: each request names the harness process that sent it."""
+    headers = f", headers: {{{PROCESS_HEADER}: '${{{PROCESS_VARIABLE}:-}}'}}" if tag_process else ""
+    return f"  {name}: {{type: webhook_forward, url: '{url}', secret: '${{FWD_SECRET}}'{headers}}}\n"
 
 
 class Bridge:
@@ -124,7 +133,7 @@ class Bridge:
         with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "--config", str(config), kind],
-                env=self.env,
+                env={**self.env, PROCESS_VARIABLE: log_path.stem},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -5,9 +5,12 @@ The call log is read the way an admin reads it: `agni-bridge calls list --json` 
 
 The duplicate rule (test_soak's docstring says it in full): a call written k > 1 times is explained when at
 least k - 1 of its writes each fall in the window of a fault that can lose a delivery's confirmation (see
-`FaultRecord.explains_duplicates`): the write at arrival time w was in flight from w - SEND_SLACK (sent
+`FaultRecord.explains_duplicates`) and that struck the process that made the write (each write names its
+worker, see harness.PROCESS_HEADER): the write at arrival time w was in flight from w - SEND_SLACK (sent
 by a worker that may die before it arrives) to w + CONFIRM_SLACK (the done-marker written right after the
-CRM's answer), and the fault's window [start, end] must overlap that.
+CRM's answer), and the fault's window [start, end] must overlap that. A Redis outage explains a write by
+any worker when it lasted at least REDIS_MIN_OUTAGE and began before the write's done-marker
+([w, w + CONFIRM_SLACK]).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ __all__ = ["Verdict", "call_log", "calls_show", "explain", "judge"]
 
 SEND_SLACK = 2.0  # a request already on the wire when its worker died still lands this much later
 CONFIRM_SLACK = 2.0  # from the CRM's answer to the done-marker, on a loaded machine
+# A shorter Redis outage only delays the done-marker (the worker waits for Redis and then writes it); a longer
+# one can expire the delivery's lease (max(3 s, heartbeat / 2): 3 s with the harness's 5 s heartbeat), so
+# another worker may take the call over. Measured from the kill until Redis answers again.
+REDIS_MIN_OUTAGE = 3.0
 BAD_STATES = ("pending", "failed", "dead")
 
 
@@ -51,20 +58,28 @@ def calls_show(bridge: Bridge, call_id: str) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
-def explain(arrivals: list[float], faults: list[FaultRecord]) -> list[tuple[float, FaultRecord]] | None:
-    """(write time, fault) for each explained write of one call; None when too few writes are explained."""
+Write = tuple[float, str]  # (arrival time, the process that sent it; "" when unknown)
+
+
+def explain(writes: list[Write], faults: list[FaultRecord]) -> list[tuple[Write, FaultRecord]] | None:
+    """(write, fault) for each explained write of one call; None when too few writes are explained."""
     found = []
-    for written in arrivals:
-        overlapping = [
-            fault
-            for fault in faults
-            if fault.explains_duplicates
-            and fault.start <= written + CONFIRM_SLACK
-            and (fault.end is None or fault.end >= written - SEND_SLACK)
-        ]
+    for write in writes:
+        written, sender = write
+        overlapping = [fault for fault in faults if _explains(fault, written, sender)]
         if overlapping:  # name the nearest one: the report reads better, the verdict is the same
-            found.append((written, min(overlapping, key=lambda fault: _distance(written, fault))))
-    return found if len(found) >= len(arrivals) - 1 else None
+            found.append((write, min(overlapping, key=lambda fault: _distance(written, fault))))
+    return found if len(found) >= len(writes) - 1 else None
+
+
+def _explains(fault: FaultRecord, written: float, sender: str) -> bool:
+    """Could `fault` have lost the confirmation of the write `sender` made at `written`?"""
+    end = fault.end if fault.end is not None else float("inf")
+    if not fault.explains_duplicates or fault.start > written + CONFIRM_SLACK:
+        return False
+    if fault.target == "redis":  # any worker's done-marker; the write itself happened before the outage
+        return end >= written and end - fault.start >= REDIS_MIN_OUTAGE
+    return end >= written - SEND_SLACK and (not sender or fault.process == sender)
 
 
 def _distance(written: float, fault: FaultRecord) -> float:
@@ -81,8 +96,8 @@ class Verdict:
     log_wrong: dict[str, str]  # call -> what the log says where the receiver holds the record
     log_bad: dict[str, str]  # any call the log calls pending / failed / dead
     stray: list[str]  # the receiver holds a call nobody was told was accepted
-    explained: dict[str, list[tuple[float, FaultRecord]]] = field(default_factory=dict)
-    unexplained: dict[str, list[float]] = field(default_factory=dict)
+    explained: dict[str, list[tuple[Write, FaultRecord]]] = field(default_factory=dict)
+    unexplained: dict[str, list[Write]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -107,8 +122,8 @@ class Verdict:
             ("the log says pending/failed/dead", self.log_bad),
             ("the receiver holds calls never accepted", {c: "" for c in self.stray}),
             (
-                "UNEXPLAINED duplicates (write times)",
-                {c: ", ".join(f"+{w - t0:.1f}s" for w in ws) for c, ws in self.unexplained.items()},
+                "UNEXPLAINED duplicates (writes: time by process)",
+                {c: ", ".join(f"+{w - t0:.1f}s by {p or '?'}" for w, p in ws) for c, ws in self.unexplained.items()},
             ),
         ]
         for title, items in sections:
@@ -116,7 +131,10 @@ class Verdict:
                 lines.append(f"{title}: {len(items)}")
                 lines += [f"  {call} {detail}".rstrip() for call, detail in sorted(items.items())[:40]]
         for call, pairs in sorted(self.explained.items())[:40]:
-            reasons = "; ".join(f"write +{w - t0:.1f}s: {f.target} {f.kind} at +{f.start - t0:.1f}s" for w, f in pairs)
+            reasons = "; ".join(
+                f"write +{w - t0:.1f}s by {p or '?'}: {f.process or f.target} {f.kind} at +{f.start - t0:.1f}s"
+                for (w, p), f in pairs
+            )
             lines.append(f"  duplicate {call}: {reasons}")
         return "\n".join(lines)
 
@@ -130,7 +148,10 @@ def judge(
     faults: list[FaultRecord],
 ) -> Verdict:
     with receiver.lock:
-        writes = {key.removeprefix("msg_"): list(times) for key, times in receiver.arrivals.items()}
+        writes = {
+            key.removeprefix("msg_"): list(zip(times, receiver.senders[key], strict=True))
+            for key, times in receiver.arrivals.items()
+        }
     held = set(writes)
     verdict = Verdict(
         sent=sent,
@@ -141,12 +162,12 @@ def judge(
         log_bad={c: _state(r) for c, r in sorted(log.items()) if r["status"] in BAD_STATES},
         stray=sorted(held - accepted),
     )
-    for call, times in sorted(writes.items()):
-        if len(times) < 2:
+    for call, made in sorted(writes.items()):
+        if len(made) < 2:
             continue
-        reasons = explain(times, faults)
+        reasons = explain(made, faults)
         if reasons is None:
-            verdict.unexplained[call] = times
+            verdict.unexplained[call] = made
         else:
             verdict.explained[call] = reasons
     return verdict
