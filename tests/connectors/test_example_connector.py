@@ -33,7 +33,7 @@ CALL_ID = "019d2b3c-8e9f-7a0b-1c2d-4e5f6a7b8c9d"
 CONFIG = """
 server: {{host: 127.0.0.1, port: {port}}}
 agni: {{org_ids: ["{org}"]}}
-redis: {{url: "{redis}"}}
+redis: {{url: "${{TEST_REDIS_URL}}"}}  # a URL with a password comes from the environment
 data_dir: {data}
 mappings_dir: {mappings}
 worker: {{threads: 2, shutdown_timeout_seconds: 5}}
@@ -108,7 +108,6 @@ def write_config(tmp_path: Path, notes: NotesService, redis_url: str, port: int 
     text = CONFIG.format(
         port=port or free_port(),
         org=ORG_ID,
-        redis=redis_url,
         data=tmp_path / "var",
         mappings=ROOT / "mappings",
         notes=f"{notes.url}/api",
@@ -133,15 +132,15 @@ def test_check_finds_the_installed_connector_by_its_entry_point_and_runs_its_own
 ):
     config = write_config(tmp_path, notes, redis_url)
 
-    ok = bridge(config, environment(plugin_dir, NOTES_API_KEY=API_KEY), "check")
+    ok = bridge(config, environment(plugin_dir, NOTES_API_KEY=API_KEY, TEST_REDIS_URL=redis_url), "check")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "connector notes: type notes" in ok.stdout
 
-    missing_key = bridge(config, environment(plugin_dir), "check")
+    missing_key = bridge(config, environment(plugin_dir, TEST_REDIS_URL=redis_url), "check")
     assert missing_key.returncode == 1
     assert "connectors.notes.api_key: required; write ${NOTES_API_KEY}" in missing_key.stdout + missing_key.stderr
 
-    not_installed = bridge(config, environment(tmp_path, NOTES_API_KEY=API_KEY), "check")
+    not_installed = bridge(config, environment(tmp_path, NOTES_API_KEY=API_KEY, TEST_REDIS_URL=redis_url), "check")
     assert not_installed.returncode == 1
     assert "unknown connector type 'notes'" in not_installed.stdout + not_installed.stderr
 
@@ -149,7 +148,7 @@ def test_check_finds_the_installed_connector_by_its_entry_point_and_runs_its_own
 def test_a_call_becomes_one_note_and_a_replay_updates_it(plugin_dir, notes, redis_url, tmp_path):
     port = free_port()
     config = write_config(tmp_path, notes, redis_url, port)
-    env = environment(plugin_dir, NOTES_API_KEY=API_KEY)
+    env = environment(plugin_dir, NOTES_API_KEY=API_KEY, TEST_REDIS_URL=redis_url)
     process = subprocess.Popen(
         [sys.executable, "-m", "bridge", "--config", str(config), "run"],
         env=env,
