@@ -7,7 +7,7 @@ the ``agni_bridge.connectors`` entry-point group — built-in connectors the
 same way as third-party ones:
 
     [project.entry-points."agni_bridge.connectors"]
-    pipedrive = "bridge_pipedrive:PipedriveConnector"
+    zoho = "bridge_zoho:ZohoConnector"
 
 The worker calls :meth:`Connector.deliver` once per (call, connector) job.
 Dramatiq may run a job more than once (a worker killed after the CRM write,
