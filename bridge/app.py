@@ -23,6 +23,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.admin_api import ADMIN_HANDLERS
 from bridge.calls import CallLog
+from bridge.console import console_router, template_config
+from bridge.console.prefix import under_root_path
+from bridge.console.state import build_state
 from bridge.db.drain import LogDrain
 from bridge.db.engine import log_engine
 from bridge.db.queries import LogQueries
@@ -146,6 +149,14 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
         app.state.metrics = ApiMetrics(sync_client, keys, settings.enabled_connectors(), queries, drain.lag)
         app.state.call_log = CallLog(engine, region=region)
         app.state.admin_token = settings.admin.token.encode()
+        app.state.console = build_state(
+            settings,
+            sync_client=sync_client,
+            async_client=async_client,
+            engine=engine,
+            call_log=app.state.call_log,
+            log_lag=drain.lag,
+        )
         try:
             yield
         finally:
@@ -153,8 +164,8 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
             sync_client.close()
             engine.dispose()
 
-    return Litestar(
-        route_handlers=[agni_webhook, healthz, readyz, metrics, *ADMIN_HANDLERS],
+    app = Litestar(
+        route_handlers=[agni_webhook, healthz, readyz, metrics, *ADMIN_HANDLERS, console_router()],
         lifespan=[lifespan],
         request_max_body_size=settings.server.max_body_bytes,
         exception_handlers={
@@ -164,5 +175,8 @@ def create_app(settings: Settings | None = None, *, redis_url: str | None = None
             Exception: _unexpected,
         },
         openapi_config=None,
+        template_config=template_config(),
         debug=False,
     )
+    app.asgi_handler = under_root_path(app.asgi_handler, settings.server.root_path)
+    return app
