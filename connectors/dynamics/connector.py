@@ -122,6 +122,15 @@ class DynamicsConnector(Connector):
         writes_notes = self.mapping is not None and any(k.startswith("note.") for k in self.mapping.spec.fields)
         return run_setup(self._build().client, self.config, writes_notes=writes_notes)
 
+    def record_url(self, kind: str, record_id: str) -> str | None:
+        """The record's page in the Dynamics 365 app (`main.aspx?pagetype=entityrecord`), for the call log's links."""
+        entity = {"phonecall": "phonecall", "note": "annotation", "follow_up": "task", "contact": "contact",
+                  "lead": "lead"}.get(kind)  # fmt: skip
+        if entity is None:
+            return None
+        base = self.config.instance_url.rstrip("/")
+        return f"{base}/main.aspx?pagetype=entityrecord&etn={entity}&id={record_id}"
+
     def preview(self, delivery: Delivery) -> list[Preview]:
         return preview_requests(delivery, self.config, self.mapping)
 

@@ -121,6 +121,15 @@ class PipedriveConnector(Connector):
             self.log.info("cached person %s was refused (%s); searching again", stale.person, stale.reason)
             return self._deliver(delivery, fresh=True)
 
+    def record_url(self, kind: str, record_id: str) -> str | None:
+        """The record's page in Pipedrive's web app, for the call log's links (a call log opens on its person).
+        Only with `base_url` set to the company domain: the shared API host serves no web pages."""
+        base = self.config.base_url.rstrip("/")
+        if base.endswith("//api.pipedrive.com"):
+            return None
+        pages = {"activity": "activities", FOLLOW_UP: "activities", "person": "person"}
+        return f"{base}/{pages[kind]}/{record_id}" if kind in pages and str(record_id).isdigit() else None
+
     # -- one delivery ---------------------------------------------------------------------
     def _deliver(self, delivery: Delivery, *, fresh: bool) -> DeliveryResult:
         stores = self._stores()
