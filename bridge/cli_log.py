@@ -1,4 +1,4 @@
-"""The admin commands over the call log: `calls`, `dlq`, `replay`, `backfill`, `db`.
+"""The admin commands over the call log: `calls`, `dlq`, `replay`, `backfill`, `db`, `audit`.
 
 They read the log's database (`calls show/list`, `dlq list/show`) and act through Redis, the same path a
 webhook takes (`replay`, `dlq replay`, `backfill`), so what they do shows up in the log like anything else.
@@ -314,6 +314,39 @@ def db_import_redis(ctx: click.Context) -> None:
     click.echo(summary.describe())
 
 
+# -- the audit log -----------------------------------------------------------------------------
+
+
+@click.command(cls=ConfigCommand)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--actor", default=None, help="Only this user's actions.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit(ctx: click.Context, limit: int, actor: str | None, as_json: bool) -> None:
+    """Admin actions taken in the console or through /admin (who, what, when, on how many calls), newest first."""
+    from datetime import UTC, datetime
+
+    from bridge.audit import AuditLog
+    from bridge.db.engine import log_engine
+    from bridge.db.migrate import ensure_schema
+
+    engine = log_engine(load(ctx))
+    try:
+        ensure_schema(engine)
+        entries = AuditLog(engine).entries(limit=limit, actor=actor)
+    except BridgeError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no admin actions recorded")
+    for entry in entries:
+        when = datetime.fromtimestamp(entry.t / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        detail = ", ".join(f"{key} {value}" for key, value in entry.detail.items())
+        click.echo(f"{when}  {entry.actor}  {entry.action}  {entry.target}  calls={entry.calls}  {detail}".rstrip())
+
+
 def register_log_commands(main: click.Group) -> None:
-    for command in (calls, dlq, replay, backfill, db):
+    for command in (calls, dlq, replay, backfill, db, audit):
         main.add_command(command)

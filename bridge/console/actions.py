@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, post
+from litestar.params import FromPath, RawBody
 
 from bridge.console import playground
 from bridge.console.configview import run_setup
@@ -48,7 +49,7 @@ def failure_target(state: ConsoleState, connector: str, group: str | None, ids: 
 
 
 @post("/calls/{call_id:str}/replay", sync_to_thread=True, status_code=303)
-def replay(request: Request[Any, Any, Any], call_id: str, body: bytes) -> Any:
+def replay(request: Request[Any, Any, Any], call_id: FromPath[str], body: RawBody) -> Any:
     state = console_state(request)
     connector = first(form(body), "connector") or None
     try:
@@ -77,17 +78,17 @@ def _bulk(request: Request[Any, Any, Any], action: str, body: bytes) -> Any:
 
 
 @post("/failures/replay", sync_to_thread=True, status_code=200)
-def failures_replay(request: Request[Any, Any, Any], body: bytes) -> Any:
+def failures_replay(request: Request[Any, Any, Any], body: RawBody) -> Any:
     return _bulk(request, "replay", body)
 
 
 @post("/failures/purge", sync_to_thread=True, status_code=200)
-def failures_purge(request: Request[Any, Any, Any], body: bytes) -> Any:
+def failures_purge(request: Request[Any, Any, Any], body: RawBody) -> Any:
     return _bulk(request, "purge", body)
 
 
 @post("/mappings/{connector:str}/render", sync_to_thread=True, status_code=200)
-def mapping_render(request: Request[Any, Any, Any], connector: str, body: bytes) -> Any:
+def mapping_render(request: Request[Any, Any, Any], connector: FromPath[str], body: RawBody) -> Any:
     state = console_state(request)
     fields = form(body)
     text, call_id, pasted = first(fields, "mapping"), first(fields, "call"), first(fields, "payload")
@@ -110,7 +111,7 @@ def mapping_render(request: Request[Any, Any, Any], connector: str, body: bytes)
 
 
 @post("/mappings/{connector:str}/save", sync_to_thread=True, status_code=200)
-def mapping_save(request: Request[Any, Any, Any], connector: str, body: bytes) -> Any:
+def mapping_save(request: Request[Any, Any, Any], connector: FromPath[str], body: RawBody) -> Any:
     state = console_state(request)
     fields = form(body)
     text, call_id, pasted = first(fields, "mapping"), first(fields, "call"), first(fields, "payload")
@@ -127,7 +128,7 @@ def mapping_save(request: Request[Any, Any, Any], connector: str, body: bytes) -
 
 
 @post("/settings/setup/{connector:str}", sync_to_thread=True, status_code=303)
-def setup(request: Request[Any, Any, Any], connector: str) -> Any:
+def setup(request: Request[Any, Any, Any], connector: FromPath[str]) -> Any:
     state = console_state(request)
     try:
         outcome = run_setup(state, connector, principal(request).name)

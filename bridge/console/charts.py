@@ -13,6 +13,7 @@ __all__ = ["bar_chart"]
 
 WIDTH = 480
 HEIGHT = 120
+LEFT = 16  # room for the first label
 TOP = 8
 BOTTOM = 18  # room for the axis labels
 HOUR_MS = 3_600_000
@@ -28,7 +29,7 @@ def bar_chart(series: list[tuple[int, int, int]], *, now_ms: int, days: int = 1)
     by_start = {start: (delivered, failed) for start, delivered, failed in series}
     peak = max([d + f for d, f in by_start.values()] + [1])
     plot = HEIGHT - TOP - BOTTOM
-    slot = WIDTH / count
+    slot = (WIDTH - LEFT) / count
     bar = max(2.0, slot * 0.7)
     bars, labels = [], []
     total_delivered = total_failed = 0
@@ -36,7 +37,7 @@ def bar_chart(series: list[tuple[int, int, int]], *, now_ms: int, days: int = 1)
         delivered, failed = by_start.get(start, (0, 0))
         total_delivered += delivered
         total_failed += failed
-        x = round(i * slot + (slot - bar) / 2, 1)
+        x = round(LEFT + i * slot + (slot - bar) / 2, 1)
         delivered_h = round(plot * delivered / peak, 1)
         failed_h = round(plot * failed / peak, 1)
         when = datetime.fromtimestamp(start / 1000, UTC)
@@ -53,7 +54,7 @@ def bar_chart(series: list[tuple[int, int, int]], *, now_ms: int, days: int = 1)
             }
         )
         if days > 1 or i % 6 == 0:
-            labels.append({"x": round(i * slot + slot / 2, 1), "text": label})
+            labels.append({"x": round(LEFT + i * slot + slot / 2, 1), "text": label})
     return {
         "width": WIDTH,
         "height": HEIGHT,

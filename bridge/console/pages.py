@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.params import FromPath
 
 from bridge.admin_api import search_from_query
 from bridge.console import playground, reads
@@ -51,7 +52,7 @@ def calls(request: Request[Any, Any, Any]) -> Any:
 
 
 @get("/calls/{call_id:str}", sync_to_thread=True)
-def call(request: Request[Any, Any, Any], call_id: str) -> Any:
+def call(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Any:
     state = console_state(request)
     data = reads.call_detail(state, call_id)
     if data is None:
@@ -64,7 +65,7 @@ def call(request: Request[Any, Any, Any], call_id: str) -> Any:
 
 
 @get("/calls/{call_id:str}/preview", sync_to_thread=True)
-def call_preview(request: Request[Any, Any, Any], call_id: str) -> Any:
+def call_preview(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Any:
     state = console_state(request)
     try:
         data = playground.preview_call(state, call_id)
@@ -92,7 +93,7 @@ def failure_group(request: Request[Any, Any, Any]) -> Any:
 
 
 @get("/jobs/{job_id:str}", sync_to_thread=True)
-def job(request: Request[Any, Any, Any], job_id: str) -> Any:
+def job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Any:
     state = console_state(request)
     found = state.jobs.get(job_id)
     if found is None:
@@ -117,7 +118,7 @@ def mappings(request: Request[Any, Any, Any]) -> Any:
 
 
 @get("/mappings/{connector:str}", sync_to_thread=True)
-def mapping_playground(request: Request[Any, Any, Any], connector: str) -> Any:
+def mapping_playground(request: Request[Any, Any, Any], connector: FromPath[str]) -> Any:
     state = console_state(request)
     if connector not in state.settings.connectors:
         return error_page(request, 404, "No such connector", f"No connector named {connector!r}.")
@@ -192,7 +193,7 @@ def audit(request: Request[Any, Any, Any]) -> Any:
 
 
 @get("/static/{name:str}", opt={"public": True}, sync_to_thread=False)
-def static(name: str) -> Response[bytes]:
+def static(name: FromPath[str]) -> Response[bytes]:
     if name not in ASSETS:
         return Response(b"not found", status_code=404, media_type="text/plain", headers=SECURITY_HEADERS)
     headers = {**SECURITY_HEADERS, "cache-control": "public, max-age=86400"}
