@@ -254,3 +254,34 @@ def admin_json(bridge: ConsoleBridge, path: str) -> Any:
 
 def clean_artifacts() -> None:
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
+
+
+def serving(settings: Any, redis_url: str, **uvicorn_options: Any) -> Any:
+    """Like tests.conftest.running_api, with uvicorn options (e.g. proxy_headers=False: by default uvicorn
+    itself believes X-Forwarded-* from 127.0.0.1, before admin.trusted_proxies is asked)."""
+    import socket
+    import threading
+    from contextlib import contextmanager
+
+    import uvicorn
+
+    from bridge.app import create_app
+
+    @contextmanager
+    def run() -> Iterator[str]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(create_app(settings, redis_url=redis_url), log_level="warning", **uvicorn_options)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started, timeout=10, message="uvicorn to start")
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            sock.close()
+
+    return run()
