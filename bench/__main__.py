@@ -5,12 +5,24 @@ Sections:
             endpoint (uvicorn and granian), the same server's decode-only ceiling, and a FastAPI +
             pydantic reference doing the same claim + enqueue; peak RSS; Redis memory per queued call
   e2e       webhook received -> record at the receiver, p50/p99, at a light steady rate
-  delivery  bursts of queued calls delivered to fake CRMs under their rate limits (see bench/delivery.py)
+  delivery  bursts of queued calls delivered to fake CRMs under their rate limits, and how long after the
+            last delivery the call log catches up, per log database (see bench/delivery.py)
+  layout    ingest with the current Redis layout vs the previous one (history list + index), same run
+            (bench/layout.py)
+  footprint Redis bytes and database bytes per delivered call, payload with a 20 KB transcript
+            (bench/footprint.py)
+  search    query latency over a log of a million calls, generated once and cached in bench/.cache
+            (bench/search.py)
+
+`--only a,b` picks sections (aliases: log = delivery, redis and database = footprint); `--quick` runs
+each small, to check the harness, and writes bench/results/quick.*. A run of some sections keeps the
+other sections of the results file as they were (each section records its own date and machine load).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -25,6 +37,7 @@ import redis
 from bench.loadgen import run_wrk, wrk_available
 from bench.procs import ORG, ROOT, peak_rss_mb, serve
 from bridge.embedded_redis import EmbeddedRedis
+from bridge.keys import Keys
 
 EXAMPLE = ROOT / "examples" / "call_completed.json"
 RESULTS = ROOT / "bench" / "results"
@@ -120,7 +133,7 @@ def ingest(args: argparse.Namespace, tmp: Path, redis_url: str) -> dict[str, Any
                     file=sys.stderr,
                 )
         if name == "bridge" and server == "uvicorn":
-            queued = client.zcard("agni:calls")
+            queued = client.xlen(Keys().events)  # one "received" event per accepted call; nothing drains here
             used = client.info("memory")["used_memory"] - before
             memory = {
                 "queued_calls": queued,
@@ -202,52 +215,125 @@ def markdown(results: dict[str, Any]) -> str:
                 f"({mem['queued_calls']} calls, {mem['jobs_per_call']} jobs each, payload "
                 f"{EXAMPLE.stat().st_size} bytes).",
             ]
-    for key in ("e2e", "delivery"):
+    if "e2e" in results:
+        lines += ["", "## e2e", "", "```json", json.dumps(results["e2e"], indent=2), "```"]
+    from bench import delivery, footprint, layout, search
+
+    for key, module in (("delivery", delivery), ("layout", layout), ("footprint", footprint), ("search", search)):
         if key in results:
-            lines += ["", f"## {key}", "", "```json", json.dumps(results[key], indent=2), "```"]
+            lines += ["", *module.markdown(results[key])]
+    runs = results.get("runs") or {}
+    if runs:
+        lines += ["", "## When each section ran", "", "| section | date | load average before → after |"]
+        lines.append("|---|---|---|")
+        for key, run in runs.items():
+            lines.append(f"| {key} | {run['date']} | {run['load_before']} → {run['load_after']} |")
     return "\n".join(lines) + "\n"
+
+
+ALIASES = {"log": "delivery", "redis": "footprint", "database": "footprint"}
+ALL = "ingest,e2e,delivery,layout,footprint,search"
+
+
+def _load() -> str:
+    return "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sections", default="ingest,e2e,delivery")
+    parser.add_argument("--sections", "--only", dest="sections", default=ALL, help=f"comma-separated, of {ALL}")
     parser.add_argument("--seconds", type=float, default=10.0, help="per load level")
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[16, 64, 256])
     parser.add_argument("--server-workers", type=int, default=1)
     parser.add_argument("--calls", type=int, default=10_000, help="calls per delivery burst")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="log databases for delivery/footprint/search")
+    parser.add_argument("--layout-rounds", type=int, default=3, help="alternating rounds per layout")
+    parser.add_argument("--footprint-calls", type=int, default=2_000)
+    parser.add_argument("--search-calls", type=int, default=1_000_000)
+    parser.add_argument("--search-queries", type=int, default=200, help="queries per kind")
     parser.add_argument("--quick", action="store_true", help="short runs, to check the harness works")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.concurrency, args.calls = 2.0, [16, 64], 500
-    if not wrk_available():
-        sys.exit("wrk is needed for the ingest benchmark: apt-get install wrk (make bench does this)")
-    sections = set(args.sections.split(","))
-    results: dict[str, Any] = {"machine": machine(), "args": {k: v for k, v in vars(args).items()}}
-    with tempfile.TemporaryDirectory() as tmp_name:
+        args.layout_rounds, args.footprint_calls, args.search_calls, args.search_queries = 2, 200, 20_000, 20
+    sections = {ALIASES.get(s.strip(), s.strip()) for s in args.sections.split(",") if s.strip()}
+    unknown = sections - set(ALL.split(","))
+    if unknown:
+        sys.exit(f"unknown section(s): {', '.join(sorted(unknown))} (choose from {ALL})")
+    databases = [d.strip() for d in args.databases.split(",") if d.strip()]
+    if sections & {"ingest", "layout"} and not wrk_available():
+        sys.exit("wrk is needed for the ingest benchmarks: apt-get install wrk (make bench does this)")
+    name = "quick" if args.quick else "latest"
+    previous = RESULTS / f"{name}.json"
+    results: dict[str, Any] = json.loads(previous.read_text()) if previous.exists() else {}
+    results.update(machine=machine(), args={k: v for k, v in vars(args).items()})
+    runs = results.setdefault("runs", {})
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
         server = EmbeddedRedis(tmp / "redis", appendonly=True)
         server.start()
-        try:
-            if "ingest" in sections:
-                print("ingest:", file=sys.stderr)
+        stack.callback(server.stop)
+        pg_server: str | None = None
+        if "postgresql" in databases and sections & {"delivery", "footprint"}:
+            from bench.pg import temporary_postgres
+
+            pg_server = stack.enter_context(temporary_postgres())
+
+        def run(section: str, fn: Any) -> None:
+            print(f"{section}:", file=sys.stderr)
+            started = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "load_before": _load()}
+            results[section] = fn()
+            runs[section] = {**started, "load_after": _load()}
+
+        if "ingest" in sections:
+
+            def ingest_section() -> dict[str, Any]:
                 data = ingest(args, tmp, server.url)
-                results["ingest"] = {**data, "ratios": ratios(data["rows"])}
-            if "e2e" in sections:
-                from bench.e2e import end_to_end
+                return {**data, "ratios": ratios(data["rows"])}
 
-                print("end to end:", file=sys.stderr)
-                results["e2e"] = end_to_end(tmp, server.url, seconds=args.seconds * 1.5)
-            if "delivery" in sections:
-                from bench.delivery import delivery_bursts
+            run("ingest", ingest_section)
+        if "e2e" in sections:
+            from bench.e2e import end_to_end
 
-                print("delivery:", file=sys.stderr)
-                results["delivery"] = delivery_bursts(tmp, server.url, calls=args.calls)
-        finally:
-            server.stop()
+            run("e2e", lambda: end_to_end(tmp, server.url, seconds=args.seconds * 1.5))
+        if "delivery" in sections:
+            from bench.delivery import delivery_bursts
+
+            run(
+                "delivery",
+                lambda: delivery_bursts(tmp, server.url, calls=args.calls, databases=databases, pg_server=pg_server),
+            )
+        if "layout" in sections:
+            from bench.layout import layout_comparison
+
+            run(
+                "layout",
+                lambda: layout_comparison(
+                    tmp,
+                    server.url,
+                    template(),
+                    concurrency=args.concurrency,
+                    seconds=args.seconds,
+                    rounds=args.layout_rounds,
+                ),
+            )
+        if "footprint" in sections:
+            from bench.footprint import footprint
+
+            run(
+                "footprint",
+                lambda: footprint(tmp, server.url, calls=args.footprint_calls, backends=databases, pg_server=pg_server),
+            )
+        if "search" in sections:
+            from bench.search import search_latency
+
+            run(
+                "search",
+                lambda: search_latency(total=args.search_calls, queries=args.search_queries, databases=databases),
+            )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick" if args.quick else "latest"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     (RESULTS / f"{name}.md").write_text(markdown(results))
     print(markdown(results))

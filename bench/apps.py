@@ -29,3 +29,25 @@ def bridge_app():
     app = create_app()
     app.register(decode_only)
     return app
+
+
+def previous_layout_app():
+    """The product's app with the previous Redis layout's ingest script (bench/legacy_ingest.py): the
+    baseline the current ingest is compared with, same server, same group commit, same job messages."""
+    from bench.legacy_ingest import PreviousLayoutIngestor
+
+    app = create_app()
+
+    async def swap_ingestor(app) -> None:  # runs after the app's lifespan has built its ingestor
+        current = app.state.intake.ingestor
+        previous = PreviousLayoutIngestor(
+            current.client,
+            current.keys,
+            dedupe_ttl_seconds=int(current._dedupe_ttl),
+            retention_seconds=int(current._retention),
+        )
+        await previous.load()
+        app.state.intake.ingestor = previous
+
+    app.on_startup.append(swap_ingestor)
+    return app
