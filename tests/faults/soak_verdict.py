@@ -46,11 +46,18 @@ def _cli(bridge: Bridge, *args: str, timeout: float = 60) -> subprocess.Complete
 
 
 def call_log(bridge: Bridge) -> dict[str, dict[str, Any]]:
-    """Every call the log knows, by id, as `calls list --json` reports it."""
-    done = _cli(bridge, "list", "--json", "--limit", "100000")
-    if done.returncode != 0:
-        raise AssertionError(f"`agni-bridge calls list --json` failed ({done.returncode}): {done.stderr[-2000:]}")
-    return {report["call_session_id"]: report for report in json.loads(done.stdout)}
+    """Every call the log knows, by id, as `calls list --json` reports it (page after page)."""
+    reports: dict[str, dict[str, Any]] = {}
+    cursor: list[str] = []
+    while True:
+        done = _cli(bridge, "list", "--json", "--limit", "1000", *cursor)
+        if done.returncode != 0:
+            raise AssertionError(f"`agni-bridge calls list --json` failed ({done.returncode}): {done.stderr[-2000:]}")
+        page = json.loads(done.stdout)
+        reports.update((report["call_session_id"], report) for report in page["calls"])
+        if not page.get("next_cursor"):
+            return reports
+        cursor = ["--cursor", page["next_cursor"]]
 
 
 def calls_show(bridge: Bridge, call_id: str) -> str:

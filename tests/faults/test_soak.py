@@ -41,13 +41,14 @@ variant runs in `make test` (~45 s); `--soak` runs the long one (600 calls, seve
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+import traceback
 from pathlib import Path
 
 import pytest
 import redis
 
-from bridge.calls import CallLog
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.keys import Keys
 from tests.conftest import wait_for
@@ -79,6 +80,7 @@ class Soak:
         self.restored = 0.0
         self.settled_in_time = False
         self.unsettled: list[str] = []  # calls missing or mislogged when the drain bound ran out
+        self.cli_error = ""  # the last failure of `calls list` while polling
         self.phases: list[tuple[str, float]] = []
         self.notes: list[str] = []
 
@@ -166,14 +168,23 @@ class Soak:
         self.cluster.tick()
         accepted = set(self.sender.accepted)
         if not accepted <= self.receiver.call_ids():
-            return False
-        states = {r.call_session_id: r.status for r in CallLog(self.client, self.keys).list(limit=100_000)}
+            return False  # the cheap check first: the CLI is a process start
+        states = self._log_states()
         return all(states.get(c) == "delivered" for c in accepted) and not any(s in BAD_STATES for s in states.values())
+
+    def _log_states(self) -> dict[str, str]:
+        """call -> status, as `agni-bridge calls list --json` says; empty (and noted) when the CLI fails."""
+        assert self.bridge is not None
+        try:
+            return {call: report["status"] for call, report in call_log(self.bridge).items()}
+        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+            self.cli_error = f"{type(exc).__name__}: {exc}"
+            return {}
 
     def _note_unsettled(self, when: str) -> None:
         assert self.sender is not None
         missing = sorted(set(self.sender.accepted) - self.receiver.call_ids())
-        states = {r.call_session_id: r.status for r in CallLog(self.client, self.keys).list(limit=100_000)}
+        states = self._log_states()
         wrong = sorted(c for c in self.receiver.call_ids() if states.get(c) != "delivered")
         self.unsettled = list(dict.fromkeys([*self.unsettled, *missing, *wrong]))
         self.notes.append(
@@ -210,6 +221,8 @@ class Soak:
         if error:
             parts.append(f"ERROR: {error}")
         parts += self.notes
+        if self.cli_error:
+            parts.append(f"`calls list` failed while polling: {self.cli_error}")
         if self.sender is not None:
             parts.append(f"sender: 200s {dict(self.sender.statuses)}, every answer {dict(self.sender.agni.answers)}")
         if verdict is not None:
@@ -256,6 +269,8 @@ def soak(tmp_path: Path, shape: Shape) -> None:
             verdict = run.run()
         except AssertionError as exc:
             pytest.fail(run.report(None, str(exc)), pytrace=False)
+        except Exception:  # a harness or CLI surprise still gets the seed, the timeline and the logs
+            pytest.fail(run.report(None, traceback.format_exc()), pytrace=False)
         if not verdict.ok or not run.settled_in_time:
             pytest.fail(run.report(verdict), pytrace=False)
         print(run.report(verdict).split("--- process logs")[0], flush=True)
