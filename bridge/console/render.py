@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
@@ -39,7 +39,7 @@ def asset_digest(name: str) -> str:
 
 
 def when(ms: Any) -> str:
-    if ms in (None, "", 0):
+    if isinstance(ms, Undefined) or ms in (None, "", 0):
         return "—"
     value = float(ms)
     if value < 10_000_000_000:  # seconds, not milliseconds
@@ -48,7 +48,7 @@ def when(ms: Any) -> str:
 
 
 def duration(seconds: Any) -> str:
-    if seconds in (None, ""):
+    if isinstance(seconds, Undefined) or seconds in (None, ""):
         return "—"
     total = int(float(seconds))
     minutes, secs = divmod(total, 60)
@@ -56,7 +56,7 @@ def duration(seconds: Any) -> str:
 
 
 def millis(value: Any) -> str:
-    if value in (None, ""):
+    if isinstance(value, Undefined) or value in (None, ""):
         return "—"
     number = float(value)
     return f"{number / 1000:.1f} s" if number >= 1000 else f"{number:.0f} ms"

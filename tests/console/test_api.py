@@ -231,6 +231,11 @@ def test_bulk_replay_skips_delivered_calls_and_purge_drops_dead_letters(app, red
             send(base, call_id)
         for call_id in ids:
             wait_for(lambda c=call_id: state(base, c, "forward") == "dead", timeout=20, message=f"{call_id} dead")
+        with httpx.Client(base_url=base) as client:  # a dead call's page: its failed attempts in the timeline
+            sign_in(client)
+            detail = client.get(f"/console/calls/{ids[0]}")
+            assert detail.status_code == 200 and "token expired for account 12345" in detail.text
+            assert "dead (#1)" in detail.text
         groups = httpx.get(f"{base}/admin/failures", headers=bearer(ADMIN)).json()["groups"]
         assert len(groups) == 1 and groups[0]["count"] == 5 and groups[0]["dead"] == 5
         group = groups[0]["error_group"]
