@@ -249,7 +249,7 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=1)
     parser.add_argument("--calls", type=int, default=10_000, help="calls per delivery burst")
     parser.add_argument("--databases", default="sqlite,postgresql", help="log databases for delivery/footprint/search")
-    parser.add_argument("--layout-rounds", type=int, default=3, help="alternating rounds per layout")
+    parser.add_argument("--layout-rounds", type=int, default=4, help="alternating rounds per layout")
     parser.add_argument("--footprint-calls", type=int, default=2_000)
     parser.add_argument("--search-calls", type=int, default=1_000_000)
     parser.add_argument("--search-queries", type=int, default=200, help="queries per kind")

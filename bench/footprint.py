@@ -123,19 +123,52 @@ def _sqlite_bytes(path: Path) -> dict[str, Any]:
     }
 
 
-def _postgres_bytes(url: str) -> dict[str, Any]:
+_PG_SIZES = (
+    "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+)
+
+
+def _postgres_bytes(url: str, *, compacted: bool = False) -> dict[str, Any]:
+    """Every table's total size (heap, TOAST, indexes) as the writer left it — dead row versions of its
+    updates included, as a live database has them until autovacuum reuses the space — and, with
+    `compacted`, also after VACUUM FULL (the live rows alone)."""
     engine = build_engine(database_url(url, Path(".")))
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("CHECKPOINT")
-            rows = conn.exec_driver_sql(
-                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
-            ).all()
+            tables = {name: int(size) for name, size in conn.exec_driver_sql(_PG_SIZES).all()}
+            live = None
+            if compacted:
+                conn.exec_driver_sql("VACUUM FULL")
+                live = sum(int(size) for _, size in conn.exec_driver_sql(_PG_SIZES).all())
     finally:
         engine.dispose()
-    tables = {name: int(size) for name, size in rows}
-    return {"file": sum(tables.values()), "wal": 0, "by_table": tables}
+    return {"file": sum(tables.values()), "wal": 0, "by_table": tables, "after_vacuum_full": live}
+
+
+def payload_storage(url: str, bodies: list[bytes]) -> dict[str, int]:
+    """What the payloads alone cost on PostgreSQL stored as the writer stores them there (plain bytea, left to
+    TOAST's own compression) and zstd-compressed as on SQLite: bytes per payload, in scratch tables."""
+    zstd = zstandard.ZstdCompressor(level=3)
+    engine = build_engine(database_url(url, Path(".")))
+    out: dict[str, int] = {}
+    try:
+        with engine.begin() as conn:
+            for name, encode in (("plain", bytes), ("zstd", zstd.compress)):
+                conn.exec_driver_sql(f"CREATE TABLE bench_payload_{name} (id serial PRIMARY KEY, payload bytea)")
+                conn.execute(
+                    sa.text(f"INSERT INTO bench_payload_{name} (payload) VALUES (:p)"),
+                    [{"p": encode(body)} for body in bodies],
+                )
+        with engine.begin() as conn:
+            for name in ("plain", "zstd"):
+                size = conn.exec_driver_sql(f"SELECT pg_total_relation_size('bench_payload_{name}')").scalar()
+                out[name] = round(int(size or 0) / len(bodies))
+                conn.exec_driver_sql(f"DROP TABLE bench_payload_{name}")
+    finally:
+        engine.dispose()
+    return out
 
 
 def _database_bytes(backend: str, target: Any) -> dict[str, Any]:
@@ -230,8 +263,9 @@ def footprint_run(
     _wait(lambda: client.info("clients")["connected_clients"] <= 1, timeout=10)
     after = _memory(client)
     by_kind = redis_keys(client, keys)
-    used = _database_bytes(backend, target)
     counts = _log_counts(url)
+    what_if = payload_storage(url, [body for _, body in bodies]) if backend == "postgresql" else None
+    used = _sqlite_bytes(target) if backend == "sqlite" else _postgres_bytes(url, compacted=True)
     per_call_kinds = {k: v for k, v in by_kind.items() if k in KINDS}
     per_call = sum(v["bytes"] for v in per_call_kinds.values()) / calls
     db_total = used["file"] + used["wal"]
@@ -273,6 +307,10 @@ def footprint_run(
             },
             **{k: used[k] for k in ("pages", "free_pages") if k in used},
             "log_counts": counts,
+            "per_call_after_vacuum_full": round((used["after_vacuum_full"] - empty["file"]) / calls)
+            if used.get("after_vacuum_full")
+            else None,
+            "payload_alone_per_call": what_if,
         },
     }
     print(
@@ -331,6 +369,20 @@ def markdown(result: dict[str, Any]) -> list[str]:
             + ", ".join(f"{name} {size}" for name, size in r["database"]["by_table_per_call"].items())
             + ".",
         ]
+        if r["database"].get("per_call_after_vacuum_full"):
+            lines += [
+                "",
+                f"PostgreSQL after VACUUM FULL (live rows only, no dead versions of updated rows): "
+                f"{r['database']['per_call_after_vacuum_full']} B/call.",
+            ]
+        if r["database"].get("payload_alone_per_call"):
+            alone = r["database"]["payload_alone_per_call"]
+            lines += [
+                "",
+                f"The payloads alone on PostgreSQL (scratch tables, same {r['calls']} bodies): plain bytea as the "
+                f"writer stores them there (TOAST compression) {alone['plain']} B each; zstd-3 compressed as on SQLite "
+                f"{alone['zstd']} B each.",
+            ]
         if not (r["all_delivered"] and r["log_caught_up"] and r["payloads_released"]):
             lines.append(
                 f"**Incomplete run**: delivered {r['delivered']}/{r['calls']}, log caught up {r['log_caught_up']}, "
