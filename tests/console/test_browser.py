@@ -67,6 +67,7 @@ def test_a_transcript_with_markup_is_shown_as_text_and_no_script_runs(bridge: Co
         ],
     )
     bridge.wait_status(call_id, "salesforce", "delivered")
+    bridge.wait_status(call_id, "hubspot", "delivered")  # before the next test takes HubSpot's token away
     context = context_factory()
     page = context.new_page()
     dialogs: list[str] = []
