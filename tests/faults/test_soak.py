@@ -66,6 +66,8 @@ LOG_TAIL_LINES = 12
 
 
 class Soak:
+    """One soak run: start everything, send and strike per the plan, restore, drain, judge, report."""
+
     def __init__(self, tmp_path: Path, plan: Plan) -> None:
         self.tmp = tmp_path
         self.plan = plan
