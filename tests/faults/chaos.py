@@ -9,7 +9,7 @@ down every fault with the window in which it acted, which the verdict uses to ex
                  or the process exited non-zero
     sigstop      [SIGSTOP, SIGCONT] (or the SIGKILL that ended the pause)
     redis-kill   [SIGKILL, Redis answering again]
-    crm-*        [start, end] of the receiver's 503s / 429s / resets
+    crm-*        [start, end] of the receiver's 503s / 429s / resets / slow answers
     crash        a process that exited without being told to (a finding of its own)
 
 Everything here runs on the test's main thread: EmbeddedRedis asks Linux to stop redis-server when the
@@ -31,7 +31,7 @@ from bridge.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import wait_for
 from tests.fakes.httpserver import Fault
 from tests.faults.harness import Bridge, Receiver
-from tests.faults.soak_plan import WORKERS, FaultPlan
+from tests.faults.soak_plan import SLOW_ANSWER, WORKERS, FaultPlan
 
 __all__ = ["Cluster", "FaultRecord"]
 
@@ -123,6 +123,11 @@ class Cluster:
         now = time.time()
         if fault.target == "redis":
             self._kill_redis(now, fault.seconds)
+        elif fault.kind == "crm-slow":
+            self.receiver.slow_answers(fault.seconds, SLOW_ANSWER)
+            self.timeline.append(
+                FaultRecord(fault.kind, "crm", now, now + fault.seconds, note=f"answers {SLOW_ANSWER:.0f}s late")
+            )
         elif fault.target == "crm":
             self.receiver.faults.fail_for(fault.seconds, CRM_FAULTS[fault.kind])
             self.timeline.append(FaultRecord(fault.kind, "crm", now, now + fault.seconds))
@@ -240,6 +245,7 @@ class Cluster:
             _, _, action = heapq.heappop(self._actions)
             action()
         self.receiver.faults.clear()
+        self.receiver.slow_answers(0, 0)
 
         def healthy() -> bool:
             self.tick()

@@ -16,6 +16,7 @@ import time
 import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,30 +56,49 @@ PROCESS_VARIABLE = "AGNI_TEST_PROCESS"  # each harness process's name (its log's
 PROCESS_HEADER = "x-agni-test-process"
 
 
+@dataclass
+class Write:
+    """One write that reached the receiver: when it landed, which process sent it, when it was answered."""
+
+    arrived: float
+    sender: str  # the PROCESS_HEADER value ("" when the connector does not send it)
+    answered: float | None = None
+
+
 class Receiver(FakeServer):
     """Keeps one record per webhook-id (an upsert), and counts every request that reached it.
 
-    `arrivals` keeps the wall-clock time of every write and `senders` the process that made it (the
-    PROCESS_HEADER a harness process sends, see `connector_yaml`), so a soak can tell which fault a
-    second write of the same call followed."""
+    `landed` keeps every write (when, from which process — see `connector_yaml` — and when it was
+    answered), so a soak can tell which fault a second write of the same call followed. `slow_answers`
+    makes the receiver answer late for a while, after the write landed (a CRM under load)."""
 
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__()
         self.records: dict[str, bytes] = {}
         self.writes: Counter[str] = Counter()
-        self.arrivals: dict[str, list[float]] = {}
-        self.senders: dict[str, list[str]] = {}
+        self.landed: dict[str, list[Write]] = {}
         self.delay = delay
+        self._slow_until = 0.0
+        self._slow_seconds = 0.0
+
+    def slow_answers(self, seconds: float, answer_after: float) -> None:
+        """For the next `seconds`, answer each write `answer_after` seconds after it lands."""
+        with self.lock:
+            self._slow_until, self._slow_seconds = time.monotonic() + seconds, answer_after
 
     def handle(self, request: FakeRequest) -> FakeResponse:
         if self.delay:
             time.sleep(self.delay)
         key = request.headers.get("webhook-id") or request.json()["data"]["call_session_id"]
+        write = Write(time.time(), request.headers.get(PROCESS_HEADER, ""))
         with self.lock:
             self.records[key] = request.body
             self.writes[key] += 1
-            self.arrivals.setdefault(key, []).append(time.time())
-            self.senders.setdefault(key, []).append(request.headers.get(PROCESS_HEADER, ""))
+            self.landed.setdefault(key, []).append(write)
+            slow = self._slow_seconds if time.monotonic() < self._slow_until else 0.0
+        if slow:
+            time.sleep(slow)
+        write.answered = time.time()
         return FakeResponse.json(200, {"ok": True})
 
     def call_ids(self) -> set[str]:

@@ -44,7 +44,13 @@ MENU: tuple[tuple[str, str, float], ...] = (
     ("crm-503", "crm", 1),
     ("crm-429", "crm", 1),
     ("crm-reset", "crm", 1),
+    ("crm-slow", "crm", 1.5),
 )
+# A slow CRM answers this long after the write landed: past the workers' 3 s shutdown timeout, inside the
+# 10 s HTTP timeout. Half the time a worker is SIGTERMed right after (a deploy while the CRM is slow), so
+# shutdowns expire with deliveries in flight and those are put back.
+SLOW_ANSWER = 4.0
+DEPLOY_DURING_SLOW = 0.5
 WORKERS = 2
 
 
@@ -58,7 +64,7 @@ class Send:
 @dataclass(frozen=True)
 class FaultPlan:
     at: float  # seconds after the start
-    kind: str  # sigkill | sigterm | sigstop | redis-kill | crm-503 | crm-429 | crm-reset
+    kind: str  # sigkill | sigterm | sigstop | redis-kill | crm-503 | crm-429 | crm-reset | crm-slow
     target: str  # worker-0, worker-1, api-0, api-1, redis or crm
     seconds: float = 0.0  # sigstop: the pause; redis-kill: the downtime; crm-*: how long the CRM misbehaves
 
@@ -130,6 +136,9 @@ def _faults(rng: random.Random, shape: Shape, apis: int) -> tuple[FaultPlan, ...
         else:
             target = role
         faults.append(FaultPlan(round(at, 2), kind, target, round(_length(rng, kind, role), 2)))
+        if kind == "crm-slow" and rng.random() < DEPLOY_DURING_SLOW:
+            deploy = at + rng.uniform(0.5, 2.0)
+            faults.append(FaultPlan(round(deploy, 2), "sigterm", f"worker-{rng.randrange(WORKERS)}"))
         at += rng.uniform(*shape.fault_gap)
     return tuple(faults)
 

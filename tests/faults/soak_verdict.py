@@ -6,11 +6,11 @@ The call log is read the way an admin reads it: `agni-bridge calls list --json` 
 The duplicate rule (test_soak's docstring says it in full): a call written k > 1 times is explained when at
 least k - 1 of its writes each fall in the window of a fault that can lose a delivery's confirmation (see
 `FaultRecord.explains_duplicates`) and that struck the process that made the write (each write names its
-worker, see harness.PROCESS_HEADER): the write at arrival time w was in flight from w - SEND_SLACK (sent
-by a worker that may die before it arrives) to w + CONFIRM_SLACK (the done-marker written right after the
-CRM's answer), and the fault's window [start, end] must overlap that. A Redis outage explains a write by
-any worker when it lasted at least REDIS_MIN_OUTAGE and began before the write's done-marker
-([w, w + CONFIRM_SLACK]).
+worker, see harness.PROCESS_HEADER): a write that landed at w and was answered at a was in flight from
+w - SEND_SLACK (sent by a worker that may die before it arrives) to a + CONFIRM_SLACK (the done-marker
+written right after the CRM's answer), and the fault's window [start, end] must overlap that. A Redis
+outage explains a write by any worker when it lasted at least REDIS_MIN_OUTAGE and began before the
+write's done-marker (within [w, a + CONFIRM_SLACK]).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.faults.chaos import FaultRecord
-from tests.faults.harness import Bridge, Receiver
+from tests.faults.harness import Bridge, Receiver, Write
 
-__all__ = ["Verdict", "call_log", "calls_show", "explain", "judge"]
+__all__ = ["Verdict", "call_log", "calls_show", "describe_write", "explain", "judge"]
 
 SEND_SLACK = 2.0  # a request already on the wire when its worker died still lands this much later
 CONFIRM_SLACK = 2.0  # from the CRM's answer to the done-marker, on a loaded machine
@@ -65,28 +65,25 @@ def calls_show(bridge: Bridge, call_id: str) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
-Write = tuple[float, str]  # (arrival time, the process that sent it; "" when unknown)
-
-
 def explain(writes: list[Write], faults: list[FaultRecord]) -> list[tuple[Write, FaultRecord]] | None:
     """(write, fault) for each explained write of one call; None when too few writes are explained."""
     found = []
     for write in writes:
-        written, sender = write
-        overlapping = [fault for fault in faults if _explains(fault, written, sender)]
+        overlapping = [fault for fault in faults if _explains(fault, write)]
         if overlapping:  # name the nearest one: the report reads better, the verdict is the same
-            found.append((write, min(overlapping, key=lambda fault: _distance(written, fault))))
+            found.append((write, min(overlapping, key=lambda fault: _distance(write.arrived, fault))))
     return found if len(found) >= len(writes) - 1 else None
 
 
-def _explains(fault: FaultRecord, written: float, sender: str) -> bool:
-    """Could `fault` have lost the confirmation of the write `sender` made at `written`?"""
+def _explains(fault: FaultRecord, write: Write) -> bool:
+    """Could `fault` have lost the confirmation of `write`?"""
     end = fault.end if fault.end is not None else float("inf")
-    if not fault.explains_duplicates or fault.start > written + CONFIRM_SLACK:
+    answered = write.answered if write.answered is not None else write.arrived
+    if not fault.explains_duplicates or fault.start > answered + CONFIRM_SLACK:
         return False
     if fault.target == "redis":  # any worker's done-marker; the write itself happened before the outage
-        return end >= written and end - fault.start >= REDIS_MIN_OUTAGE
-    return end >= written - SEND_SLACK and (not sender or fault.process == sender)
+        return end >= write.arrived and end - fault.start >= REDIS_MIN_OUTAGE
+    return end >= write.arrived - SEND_SLACK and (not write.sender or fault.process == write.sender)
 
 
 def _distance(written: float, fault: FaultRecord) -> float:
@@ -130,7 +127,7 @@ class Verdict:
             ("the receiver holds calls never accepted", {c: "" for c in self.stray}),
             (
                 "UNEXPLAINED duplicates (writes: time by process)",
-                {c: ", ".join(f"+{w - t0:.1f}s by {p or '?'}" for w, p in ws) for c, ws in self.unexplained.items()},
+                {c: ", ".join(describe_write(w, t0) for w in ws) for c, ws in self.unexplained.items()},
             ),
         ]
         for title, items in sections:
@@ -139,8 +136,8 @@ class Verdict:
                 lines += [f"  {call} {detail}".rstrip() for call, detail in sorted(items.items())[:40]]
         for call, pairs in sorted(self.explained.items())[:40]:
             reasons = "; ".join(
-                f"write +{w - t0:.1f}s by {p or '?'}: {f.process or f.target} {f.kind} at +{f.start - t0:.1f}s"
-                for (w, p), f in pairs
+                f"write {describe_write(w, t0)}: {f.process or f.target} {f.kind} at +{f.start - t0:.1f}s"
+                for w, f in pairs
             )
             lines.append(f"  duplicate {call}: {reasons}")
         return "\n".join(lines)
@@ -155,10 +152,7 @@ def judge(
     faults: list[FaultRecord],
 ) -> Verdict:
     with receiver.lock:
-        writes = {
-            key.removeprefix("msg_"): list(zip(times, receiver.senders[key], strict=True))
-            for key, times in receiver.arrivals.items()
-        }
+        writes = {key.removeprefix("msg_"): list(landed) for key, landed in receiver.landed.items()}
     held = set(writes)
     verdict = Verdict(
         sent=sent,
@@ -178,6 +172,13 @@ def judge(
         else:
             verdict.explained[call] = reasons
     return verdict
+
+
+def describe_write(write: Write, t0: float) -> str:
+    answered = (
+        f" (answered +{write.answered - t0:.1f}s)" if write.answered and write.answered - write.arrived > 1 else ""
+    )
+    return f"+{write.arrived - t0:.1f}s by {write.sender or '?'}{answered}"
 
 
 def _state(report: dict[str, Any] | None) -> str:

@@ -8,7 +8,9 @@ kills land mid-write). An Agni-like sender sends the calls at a steady rate, plu
 sent, and retries every non-200 answer until it gets a 200. Every few
 seconds one fault strikes (tests/faults/soak_plan.py): SIGKILL, SIGTERM or SIGSTOP (SIGCONT after a random
 pause) of a worker or an API; SIGKILL of Redis, restarted after a random downtime; or a CRM that answers
-503, 429 with Retry-After, or resets connections for a while, so retries pile up in backoff. A supervisor
+503, 429 with Retry-After, or resets connections for a while, so retries pile up in backoff, or that
+answers 4 s after each write lands (often followed by a worker SIGTERM: a deploy while the CRM is slow,
+so the 3 s shutdown timeout expires with deliveries in flight). A supervisor
 restarts whatever exited. Then the faults stop, everything runs again, and within a bound (what correct
 code needs: the heartbeat timeout, backoff and lease are seconds here) every call must be delivered:
 
@@ -18,15 +20,15 @@ code needs: the heartbeat timeout, backoff and lease are seconds here) every cal
 * duplicates only where a fault explains them. The rule: a call written k > 1 times is explained when at
   least k - 1 of its writes each overlap an *eligible* fault that struck the worker process which made
   that write (every forwarded request names its process in a header), or struck Redis. A write that
-  arrived at time w was in flight from w - 2 s (a request already on the wire when its worker died lands a
-  little later) to w + 2 s (the done-marker follows the CRM's answer); it overlaps a fault whose window
-  [start, end] meets that interval.
+  landed at w and was answered at a was in flight from w - 2 s (a request already on the wire when its
+  worker died lands a little later) to a + 2 s (the done-marker follows the CRM's answer); it overlaps a
+  fault whose window [start, end] meets that interval.
   Eligible faults are those that can lose the confirmation of a write that landed: a worker SIGKILL
   (window: the instant), a worker SIGTERM whose shutdown timeout expired so it put deliveries back, or that
   exited non-zero (window: signal to exit), a worker SIGSTOP (window: the pause; a worker frozen past its
   lease or heartbeat is presumed dead and its call redelivered), a worker that crashed on its own, and a
   Redis SIGKILL whose outage (kill until Redis answers again) lasted at least the delivery lease, 3 s
-  here, and began between the write and its done-marker ([w, w + 2 s]): the done-marker waits for Redis,
+  here, and began between the write and its done-marker ([w, a + 2 s]): the done-marker waits for Redis,
   but a lease that ran out lets another worker take the call over. A Redis outage is shared by every
   worker, so it explains a write by any of them. API faults, CRM faults and graceful SIGTERMs never
   explain a second write: ingest dedupes atomically, the CRM faults answer before writing, and a graceful
@@ -56,7 +58,7 @@ from tests.faults.chaos import Cluster
 from tests.faults.harness import Agni, Bridge, Receiver, connector_yaml
 from tests.faults.soak_plan import LONG, SHORT, Plan, Shape, make_plan, soak_seed
 from tests.faults.soak_sender import Sender
-from tests.faults.soak_verdict import BAD_STATES, Verdict, call_log, calls_show, judge
+from tests.faults.soak_verdict import BAD_STATES, Verdict, call_log, calls_show, describe_write, judge
 
 CRM_LATENCY = 0.15  # each write takes this long, so a kill often lands while one is in flight
 SHUTDOWN = 3.0  # the workers' shutdown timeout: short, so some SIGTERMs expire it mid-delivery
@@ -234,9 +236,7 @@ class Soak:
             parts.append(self.cluster.describe(self.t0))
         problems = list(dict.fromkeys([*(verdict.problem_calls() if verdict else []), *self.unsettled]))
         for call in problems[:SHOW_CALLS]:
-            key = f"msg_{call}"
-            made = zip(self.receiver.arrivals.get(key, []), self.receiver.senders.get(key, []), strict=True)
-            writes = [f"+{w - self.t0:.1f}s by {sender or '?'}" for w, sender in made]
+            writes = [describe_write(w, self.t0) for w in self.receiver.landed.get(f"msg_{call}", [])]
             parts.append(f"--- calls show {call} --json (receiver writes: {writes or 'none'})")
             parts.append(calls_show(self.bridge, call))
         parts.append("--- process logs (tails)")
