@@ -13,6 +13,8 @@ Sections:
             (bench/footprint.py)
   search    query latency over a log of a million calls, generated once and cached in bench/.cache
             (bench/search.py)
+  diagnose  the evidence behind the proposed fixes: the slow queries' plans beside proposed shapes (on
+            the cached log), the log writer's statements per batch, Redis key layouts (bench/diagnose.py)
 
 `--only a,b` picks sections (aliases: log = delivery, redis and database = footprint); `--quick` runs
 each small, to check the harness, and writes bench/results/quick.*. A run of some sections keeps the
@@ -217,9 +219,10 @@ def markdown(results: dict[str, Any]) -> str:
             ]
     if "e2e" in results:
         lines += ["", "## e2e", "", "```json", json.dumps(results["e2e"], indent=2), "```"]
-    from bench import delivery, footprint, layout, search
+    from bench import delivery, diagnose, footprint, layout, search
 
-    for key, module in (("delivery", delivery), ("layout", layout), ("footprint", footprint), ("search", search)):
+    sections = (("delivery", delivery), ("layout", layout), ("footprint", footprint), ("search", search))
+    for key, module in (*sections, ("diagnose", diagnose)):
         if key in results:
             lines += ["", *module.markdown(results[key])]
     runs = results.get("runs") or {}
@@ -232,7 +235,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 ALIASES = {"log": "delivery", "redis": "footprint", "database": "footprint"}
-ALL = "ingest,e2e,delivery,layout,footprint,search"
+ALL = "ingest,e2e,delivery,layout,footprint,search,diagnose"
 
 
 def _load() -> str:
@@ -333,6 +336,10 @@ def main() -> None:
                 "search",
                 lambda: search_latency(total=args.search_calls, queries=args.search_queries, databases=databases),
             )
+        if "diagnose" in sections:
+            from bench.diagnose import diagnose
+
+            run("diagnose", lambda: diagnose(total=args.search_calls, databases=databases))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
     (RESULTS / f"{name}.md").write_text(markdown(results))
