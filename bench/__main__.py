@@ -182,7 +182,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Benchmark results",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['date']}. "
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; last run {m['date']} (each section's own "
+        "date and the machine's load average around it are listed at the end: the machine is shared). "
         "Load generator (wrk, 2 threads) on the same machine.",
         "",
     ]
