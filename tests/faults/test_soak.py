@@ -5,14 +5,14 @@ The run is drawn from a seed (AGNI_SOAK_SEED replays one; it is printed at the s
 2 workers, 1–2 APIs, an append-only Redis with appendfsync always, and a receiver that keeps one record per
 webhook-id and counts and timestamps every write (each takes 150 ms, as a CRM across the internet does, so
 kills land mid-write). An Agni-like sender sends the calls at a steady rate, plus re-sends of calls already
-sent, and retries every non-200 answer until it gets a 200. Every few
-seconds one fault strikes (tests/faults/soak_plan.py): SIGKILL, SIGTERM or SIGSTOP (SIGCONT after a random
-pause) of a worker or an API; SIGKILL of Redis, restarted after a random downtime; or a CRM that answers
-503, 429 with Retry-After, or resets connections for a while, so retries pile up in backoff, or that
-answers 4 s after each write lands (often followed by a worker SIGTERM: a deploy while the CRM is slow,
-so the 3 s shutdown timeout expires with deliveries in flight). A supervisor
-restarts whatever exited. Then the faults stop, everything runs again, and within a bound (what correct
-code needs: the heartbeat timeout, backoff and lease are seconds here) every call must be delivered:
+sent, and retries every non-200 answer until it gets a 200. Every few seconds one fault strikes
+(tests/faults/soak_plan.py): SIGKILL, SIGTERM or SIGSTOP (SIGCONT after a random pause) of a worker or an
+API; SIGKILL of Redis, restarted after a random downtime; a CRM that answers 503, 429 with Retry-After, or
+resets connections for a while, so retries pile up in backoff; or a CRM that answers 4 s after each write
+lands, often followed by a worker SIGTERM (a deploy while the CRM is slow: the 3 s shutdown timeout
+expires with deliveries in flight). A supervisor restarts whatever exited. Then the faults stop,
+everything runs again, and within a bound (what correct code needs: the heartbeat timeout, backoff and
+lease are seconds here) every call must be delivered:
 
 * 0 lost: every call the API answered 200 for reached the receiver;
 * the log equals what the receiver saw: `agni-bridge calls list --json` says `delivered` for every call
