@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -240,10 +241,11 @@ def writer_batches() -> dict[str, Any]:
         engine.dispose()
         return out
 
-    folder = Path(tempfile.mkdtemp(prefix="agni-bench-writer-"))
-    result = {"sqlite": measure(f"sqlite:///{folder / 'calls.db'}", folder)}
-    with temporary_postgres() as server:
-        result["postgresql"] = measure(create_database(server), folder)
+    with tempfile.TemporaryDirectory(prefix="agni-bench-writer-") as name:
+        folder = Path(name)
+        result = {"sqlite": measure(f"sqlite:///{folder / 'calls.db'}", folder)}
+        with temporary_postgres() as server:
+            result["postgresql"] = measure(create_database(server), folder)
     return result
 
 
@@ -267,6 +269,8 @@ def redis_layouts(calls: int = 2000) -> dict[str, Any]:
         client.expire(f"agni:dedupe:{call}", ttl)
 
     try:
+        for call in ids:  # a fresh Redis allocates some memory once, on first use: not charged to either layout
+            two_keys(call)
         for name, write in (
             ("dedupe claim + done-marker hash (today)", two_keys),
             ("one hash: claim + outcomes", one_hash),
@@ -284,6 +288,7 @@ def redis_layouts(calls: int = 2000) -> dict[str, Any]:
     finally:
         client.close()
         server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
