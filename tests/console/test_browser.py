@@ -215,6 +215,7 @@ def test_reading_works_with_javascript_disabled(bridge: ConsoleBridge, context_f
     sign_in(page, bridge.url, ADMIN_TOKEN)
     assert page.get_by_role("heading", name="salesforce").is_visible()  # the overview
     assert page.get_by_role("img", name=re.compile("salesforce: \\d+ delivered")).is_visible()  # the SVG chart
+    assert page.get_by_text(re.compile(r"API calls today: \d+ of 15000")).is_visible()  # Sforce-Limit-Info
     page.get_by_role("link", name="Calls").click()
     page.get_by_label("Email").fill("john@example.com")
     page.get_by_role("button", name="Search").click()
