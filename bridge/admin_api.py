@@ -39,6 +39,7 @@ from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, Router, get, post
+from litestar.params import FromPath, RawBody
 
 from bridge.calls import STATUSES, CallSearch, parse_when
 from bridge.errors import BridgeError, MappingError, OperationError
@@ -120,7 +121,7 @@ def search_from_query(query: Any) -> CallSearch:
 
 
 @get("/calls/{call_id:str}", sync_to_thread=True)
-def admin_call(request: Request[Any, Any, Any], call_id: str) -> Response[bytes]:
+def admin_call(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Response[bytes]:
     report = request.app.state.console.call_log.report(call_id)
     if report is None:
         return _error(404, f"no record of call {call_id} in the log")
@@ -139,7 +140,7 @@ def admin_calls(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @post("/calls/{call_id:str}/replay", sync_to_thread=True, status_code=200)
-def admin_replay(request: Request[Any, Any, Any], call_id: str, body: bytes) -> Response[bytes]:
+def admin_replay(request: Request[Any, Any, Any], call_id: FromPath[str], body: RawBody) -> Response[bytes]:
     from bridge.console.actions import replay_call
 
     state = request.app.state.console
@@ -152,7 +153,7 @@ def admin_replay(request: Request[Any, Any, Any], call_id: str, body: bytes) -> 
 
 
 @get("/calls/{call_id:str}/preview", sync_to_thread=True)
-def admin_preview(request: Request[Any, Any, Any], call_id: str) -> Response[bytes]:
+def admin_preview(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Response[bytes]:
     from bridge.console.playground import preview_call
 
     try:
@@ -215,17 +216,17 @@ def _bulk(request: Request[Any, Any, Any], action: str, body: bytes) -> Response
 
 
 @post("/failures/replay", sync_to_thread=True, status_code=200)
-def admin_failures_replay(request: Request[Any, Any, Any], body: bytes) -> Response[bytes]:
+def admin_failures_replay(request: Request[Any, Any, Any], body: RawBody) -> Response[bytes]:
     return _bulk(request, "replay", body)
 
 
 @post("/failures/purge", sync_to_thread=True, status_code=200)
-def admin_failures_purge(request: Request[Any, Any, Any], body: bytes) -> Response[bytes]:
+def admin_failures_purge(request: Request[Any, Any, Any], body: RawBody) -> Response[bytes]:
     return _bulk(request, "purge", body)
 
 
 @get("/jobs/{job_id:str}", sync_to_thread=True)
-def admin_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+def admin_job(request: Request[Any, Any, Any], job_id: FromPath[str]) -> Response[bytes]:
     job = request.app.state.console.jobs.get(job_id)
     if job is None:
         return _error(404, f"no job {job_id} (unknown, or older than a day)")
@@ -255,7 +256,7 @@ def admin_mappings(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @post("/mappings/preview", sync_to_thread=True, status_code=200)
-def admin_mapping_preview(request: Request[Any, Any, Any], body: bytes) -> Response[bytes]:
+def admin_mapping_preview(request: Request[Any, Any, Any], body: RawBody) -> Response[bytes]:
     from bridge.console.playground import connector_mapping, load_payload, render_playground
 
     state = request.app.state.console
@@ -282,7 +283,7 @@ def admin_mapping_preview(request: Request[Any, Any, Any], body: bytes) -> Respo
 
 
 @post("/mappings/{connector:str}", sync_to_thread=True, status_code=200)
-def admin_mapping_save(request: Request[Any, Any, Any], connector: str, body: bytes) -> Response[bytes]:
+def admin_mapping_save(request: Request[Any, Any, Any], connector: FromPath[str], body: RawBody) -> Response[bytes]:
     from bridge.console.playground import save_mapping
 
     state = request.app.state.console
@@ -310,7 +311,7 @@ def admin_settings(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @post("/connectors/{name:str}/setup", sync_to_thread=True, status_code=200)
-def admin_setup(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+def admin_setup(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[bytes]:
     from bridge.console.configview import run_setup
 
     try:
